@@ -258,7 +258,9 @@ class FinetuneConfig:
         )
         _require(self.weight_decay >= 0, "finetune.weight_decay must be >= 0")
         _require(self.momentum >= 0, "finetune.momentum must be >= 0")
-        _require(self.grad_clip is None or self.grad_clip > 0, "finetune.grad_clip must be > 0 or null")
+        _require(
+            self.grad_clip is None or self.grad_clip > 0, "finetune.grad_clip must be > 0 or null"
+        )
         _require(
             self.refresh_interval >= 1,
             f"finetune.refresh_interval must be >= 1, got {self.refresh_interval}",
@@ -296,12 +298,17 @@ class ClusterConfig:
     """GPUs for a Ray started locally (``None`` = detected; set on CPU to fake logical GPUs)."""
 
     def __post_init__(self) -> None:
-        _require(self.num_workers is None or self.num_workers >= 1, "cluster.num_workers must be >= 1 or null")
+        _require(
+            self.num_workers is None or self.num_workers >= 1,
+            "cluster.num_workers must be >= 1 or null",
+        )
         _require(self.gpus_per_worker >= 0, "cluster.gpus_per_worker must be >= 0")
         _require(self.cpus_per_worker >= 0, "cluster.cpus_per_worker must be >= 0")
         _require(self.num_selectors >= 1, "cluster.num_selectors must be >= 1")
         _require(self.index_replicas >= 1, "cluster.index_replicas must be >= 1")
-        _require(self.max_in_flight_per_worker >= 1, "cluster.max_in_flight_per_worker must be >= 1")
+        _require(
+            self.max_in_flight_per_worker >= 1, "cluster.max_in_flight_per_worker must be >= 1"
+        )
         _require(self.max_attempts >= 1, "cluster.max_attempts must be >= 1")
 
 

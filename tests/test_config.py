@@ -1,0 +1,126 @@
+"""Typed configs: strict conversion, validation messages, Hydra composition."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from actors.cli import load_config, main
+from hullft.config import (
+    METHOD_NAMES,
+    ConfigError,
+    FinetuneConfig,
+    RunConfig,
+    SelectionConfig,
+    build_config,
+    config_to_dict,
+)
+
+
+def test_defaults_round_trip_through_dict() -> None:
+    cfg = RunConfig()
+    assert build_config(RunConfig, config_to_dict(cfg)) == cfg
+
+
+def test_every_field_is_documented_and_defaulted() -> None:
+    import inspect
+
+    for section in dataclasses.fields(RunConfig):
+        cls = (
+            section.type
+            if isinstance(section.type, type)
+            else getattr(__import__("hullft.config", fromlist=["x"]), str(section.type))
+        )
+        src = inspect.getsource(cls)
+        for f in dataclasses.fields(cls):
+            assert (
+                f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            )
+            assert f"{f.name}:" in src
+            # the line after the field is its docstring
+            after = src.split(f"    {f.name}:", 1)[1].split("\n", 2)[1].strip()
+            assert after.startswith('"""'), f"{cls.__name__}.{f.name} has no docstring"
+
+
+def test_unknown_key_names_key_and_choices() -> None:
+    with pytest.raises(ConfigError, match=r"selection\.nn.*valid keys.*'n'"):
+        build_config(RunConfig, {"selection": {"nn": 3}})
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"selection": {"n": "ten"}}, r"selection\.n must be an integer"),
+        ({"selection": {"n": True}}, r"selection\.n must be an integer"),
+        ({"finetune": {"lr": -1.0}}, r"finetune\.lr must be > 0"),
+        (
+            {"finetune": {"bpb_mode": "fast"}},
+            r"finetune\.bpb_mode must be one of \['rolling', 'paper'\]",
+        ),
+        ({"selection": {"methods": ["knn", "magic"]}}, r"unknown \['magic'\]"),
+        ({"selection": {"n": 300, "k": 200}}, r"n=300 > selection\.k=200"),
+        ({"data": {"paths": "a.jsonl"}}, r"data\.paths must be a list"),
+        ({"finetune": {"betas": [0.9]}}, r"finetune\.betas must have 2 elements"),
+    ],
+)
+def test_bad_values_are_explained(data: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        build_config(RunConfig, data)
+
+
+def test_ints_are_accepted_for_floats_and_lists_become_tuples() -> None:
+    cfg = build_config(RunConfig, {"finetune": {"lr": 1}, "selection": {"methods": ["knn"]}})
+    assert cfg.finetune.lr == 1.0 and isinstance(cfg.finetune.lr, float)
+    assert cfg.selection.methods == ("knn",)
+
+
+def test_method_names_are_the_registry_values() -> None:
+    assert set(SelectionConfig().methods) <= set(METHOD_NAMES)
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FinetuneConfig().lr = 1.0  # type: ignore[misc]
+
+
+def test_hydra_defaults_equal_dataclass_defaults_except_named_choices() -> None:
+    cfg = load_config([])
+    assert cfg.finetune == FinetuneConfig()
+    assert cfg.selection == SelectionConfig()
+
+
+def test_hydra_overrides_and_groups() -> None:
+    cfg = load_config(["model=tiny", "selection.n=10", "finetune=plain"])
+    assert cfg.model.name == "tiny-llama"
+    assert cfg.selection.n == 10
+    assert cfg.finetune.refresh_interval == 1
+
+
+def test_hydra_unknown_override_names_valid_keys() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key 'finetune\.learning_rate'.*'lr'"):
+        load_config(["finetune.learning_rate=1e-4"])
+
+
+def test_env_interpolation_failure_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PILE_DIR", raising=False)
+    with pytest.raises(ConfigError, match="PILE_DIR"):
+        load_config(["data=pile"])
+
+
+def test_demo_and_smoke_experiments_compose() -> None:
+    demo = load_config([], command="demo")
+    assert demo.experiment.name == "demo"
+    smoke = load_config(["experiment=smoke"])
+    assert smoke.model.name == "tiny-llama" and smoke.embedder.name == "hashing"
+
+
+def test_cli_config_command_prints_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "selection.n=7"]) == 0
+    assert "n: 7" in capsys.readouterr().out
+
+
+def test_cli_bad_override_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "model=nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "model/nonexistent" in err and "tiny" in err
