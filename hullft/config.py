@@ -375,7 +375,7 @@ def build_config(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
         key = f"{where}.{name}" if where else name
         kwargs[name] = _convert(hints[name], value, key)
     try:
-        return cls(**kwargs)  # type: ignore[return-value]
+        return cls(**kwargs)
     except TypeError as exc:  # pragma: no cover - defensive
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
@@ -414,7 +414,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{key} must have {len(args)} elements, got {len(value)}")
-        return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")

@@ -129,7 +129,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         )
         # The weights are dequantised to fp32 already; drop the quantizer so that
         # save_pretrained writes plain safetensors.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         # The GGUF declares the chat token <|im_start|> as BOS. Documents in
