@@ -1,0 +1,25 @@
+"""SelectorService: runs every configured selection method for a query, reading
+the candidates' embeddings from the memory-mapped embedding store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hullft.config import SelectionConfig
+from hullft.pipeline import Candidates, MethodSelection, select_methods
+
+
+class SelectorService:
+    def __init__(self, index_dir: str | Path, cfg: SelectionConfig):
+        from hullft.index import load_index
+
+        # Only the embedding store is used; the FAISS index itself is not searched here.
+        self.embeddings = load_index(index_dir).embeddings
+        self.cfg = cfg
+
+    def ping(self) -> bool:
+        return True
+
+    def select(self, cands: Candidates, methods: tuple[str, ...]) -> list[MethodSelection]:
+        pool = self.embeddings.get(cands.ids)
+        return select_methods(pool, cands.embedding, self.cfg, methods)

@@ -1,0 +1,245 @@
+"""The per-query stages as plain functions: retrieve → select → finetune/score.
+
+The Ray actors in ``actors/`` are thin wrappers around exactly these functions,
+and :func:`run_local` chains them in one process. A test checks that a run
+through Ray gives the same rows as :func:`run_local` for the same config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hullft.config import RunConfig, SelectionConfig, config_to_dict
+from hullft.results import BASE_METHOD, STATUS_FAILED, ResultRow
+
+if TYPE_CHECKING:
+    from hullft.data.queries import Query
+    from hullft.selection import Selection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A query with its K retrieved candidates (what crosses the network: ids, not texts)."""
+
+    query_id: str
+    domain: str
+    text: str
+    ids: np.ndarray
+    """(K,) int64 sequence ids, best first; -1 padding from FAISS already removed."""
+    scores: np.ndarray
+    """(K,) float32 inner products."""
+    embedding: np.ndarray
+    """(d,) float32 L2-normalised query embedding."""
+    embed_s: float = 0.0
+    search_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class MethodSelection:
+    """One method's selection for one query, or the reason it could not select."""
+
+    method: str
+    selection: Selection | None
+    seconds: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """Who produced a row (identity and provenance fields of ResultRow)."""
+
+    run_id: str
+    worker_id: str = "local"
+    node_id: str = "local"
+    attempt: int = 1
+    k: int = 0
+    n: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def retrieve(index: Any, embedder: Any, queries: Sequence[Query], k: int) -> list[Candidates]:
+    """Embed a batch of queries and return their top-``k`` candidates.
+
+    Stage times are measured for the batch and shared equally by its queries.
+    """
+    if not queries:
+        return []
+    t0 = time.perf_counter()
+    emb = np.asarray(embedder.encode([q.text for q in queries]), dtype=np.float32)
+    t1 = time.perf_counter()
+    scores, ids = index.search(emb, k)
+    t2 = time.perf_counter()
+    per_embed, per_search = (t1 - t0) / len(queries), (t2 - t1) / len(queries)
+    out = []
+    for i, q in enumerate(queries):
+        keep = ids[i] >= 0
+        out.append(
+            Candidates(
+                query_id=q.query_id,
+                domain=q.domain,
+                text=q.text,
+                ids=np.asarray(ids[i][keep], dtype=np.int64),
+                scores=np.asarray(scores[i][keep], dtype=np.float32),
+                embedding=emb[i],
+                embed_s=per_embed,
+                search_s=per_search,
+            )
+        )
+    return out
+
+
+def select_methods(
+    pool: np.ndarray, query_embedding: np.ndarray, cfg: SelectionConfig, methods: Iterable[str]
+) -> list[MethodSelection]:
+    """Run each selection method on one query's candidate pool ``pool`` (K, d).
+
+    A method that cannot select (e.g. fewer candidates than kNN's budget) yields
+    a MethodSelection with ``error`` set instead of raising, so the other methods
+    of the query still run and the failure is recorded in its row.
+    """
+    from hullft.selection import select
+
+    results = []
+    for method in methods:
+        t0 = time.perf_counter()
+        try:
+            sel = select(method, pool, query_embedding, cfg)
+            results.append(MethodSelection(method, sel, time.perf_counter() - t0))
+        except ValueError as exc:
+            results.append(MethodSelection(method, None, time.perf_counter() - t0, error=str(exc)))
+    return results
+
+
+def finetune_and_score(
+    engine: Any,
+    cands: Candidates,
+    selections: Sequence[MethodSelection],
+    texts_of: Callable[[np.ndarray], list[str]],
+    ctx: RowContext,
+    *,
+    with_base: bool = True,
+) -> list[ResultRow]:
+    """Score the query with the base model once, then finetune and score per method.
+
+    ``texts_of`` maps sequence ids to their texts (the text store). Returns one
+    row per method (plus ``base`` when ``with_base``), in a fixed order.
+    """
+    base = engine.evaluate(cands.text)
+    common = dict(
+        run_id=ctx.run_id,
+        query_id=cands.query_id,
+        domain=cands.domain,
+        k=ctx.k,
+        n=ctx.n,
+        embed_s=cands.embed_s,
+        search_s=cands.search_s,
+        worker_id=ctx.worker_id,
+        node_id=ctx.node_id,
+        attempt=ctx.attempt,
+    )
+    rows: list[ResultRow] = []
+    if with_base:
+        rows.append(
+            ResultRow(
+                method=BASE_METHOD,
+                status=base.status if hasattr(base, "status") else "ok",
+                bpb_before=base.bpb,
+                bpb_after=base.bpb,
+                tokens_scored=base.n_tokens,
+                evaluate_s=base.seconds,
+                extra=dict(ctx.extra),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    for ms in selections:
+        if ms.selection is None:
+            rows.append(
+                ResultRow(
+                    method=ms.method,
+                    status=STATUS_FAILED,
+                    error=ms.error,
+                    select_s=ms.seconds,
+                    bpb_before=base.bpb,
+                    extra=dict(ctx.extra),
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+            continue
+        sel = ms.selection
+        seq_ids = cands.ids[np.asarray(sel.indices)]
+        res = engine.run(cands.text, texts_of(seq_ids), [int(c) for c in sel.counts], base=base)
+        rows.append(
+            ResultRow(
+                method=ms.method,
+                status=res.status,
+                error=res.error,
+                support_ids=tuple(int(i) for i in seq_ids),
+                support_counts=tuple(int(c) for c in sel.counts),
+                bpb_before=res.bpb_before,
+                bpb_after=res.bpb_after,
+                fwd_bwd_passes=res.fwd_bwd_passes,
+                optimizer_steps=res.optimizer_steps,
+                planned_steps=res.planned_steps,
+                tokens_trained=res.tokens_trained,
+                tokens_scored=res.tokens_scored,
+                truncated_sequences=res.truncated_sequences,
+                select_s=ms.seconds,
+                finetune_s=res.finetune_s,
+                evaluate_s=res.evaluate_s,
+                reset_s=res.reset_s,
+                extra=dict(ctx.extra),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return rows
+
+
+def run_id_for(cfg: RunConfig) -> str:
+    """The run id: ``experiment.run_id`` or a hash of everything that changes results.
+
+    Cluster layout, output location and query limit do not change a row, so an
+    identical rerun (on another cluster, or with a larger limit) resumes.
+    """
+    if cfg.experiment.run_id:
+        return cfg.experiment.run_id
+    import hashlib
+    import json
+
+    d = config_to_dict(cfg)
+    d.pop("cluster")
+    exp = d.pop("experiment")
+    key = json.dumps({**d, "seed": exp["seed"]}, sort_keys=True)
+    return f"{cfg.experiment.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
+    """The whole pipeline in this process, no Ray: the reference for the Ray runtime."""
+    from hullft.data.queries import load_queries
+    from hullft.embedder import Embedder
+    from hullft.index import build_index, load_index
+    from hullft.models import load_model
+    from hullft.ttft import TTFTEngine
+
+    index_dir = build_index(cfg)
+    index = load_index(index_dir)
+    embedder = Embedder.from_config(cfg.embedder)
+    lm = load_model(cfg.model, device=device)
+    engine = TTFTEngine(lm.model, lm.tokenizer, cfg.finetune, device, max_length=lm.max_length)
+    queries = load_queries(cfg.queries)
+    if cfg.experiment.limit is not None:
+        queries = queries[: cfg.experiment.limit]
+    ctx = RowContext(run_id=run_id_for(cfg), k=cfg.selection.k, n=cfg.selection.n)
+    rows: list[ResultRow] = []
+    for cands in retrieve(index, embedder, queries, cfg.selection.k):
+        pool = index.embeddings.get(cands.ids)
+        sels = select_methods(pool, cands.embedding, cfg.selection, cfg.selection.methods)
+        rows.extend(finetune_and_score(engine, cands, sels, index.texts.get_many, ctx))
+    return rows
