@@ -36,6 +36,7 @@ SEARCH_BATCH = 16
 """Queries per IndexActor.search call."""
 WORKER_START_TIMEOUT_S = 600.0
 """How long to wait for at least one worker to be scheduled before giving up."""
+ACTOR_NAMESPACE = "hullft"
 
 
 @dataclass
@@ -422,12 +423,21 @@ def _worker_factory(
         worker_cls
     )
     threads = max(1, int(plan.num_cpus)) if plan.num_gpus == 0 else None
+    run_id = run_id_for(cfg)
 
     def spawn(worker_id: str) -> _Worker:
-        actor = remote_cls.remote(str(index_dir), cfg.model, cfg.finetune, worker_id, threads)
+        # Named, so that operators (and the fault tests) can find a worker with
+        # ray.get_actor(worker_actor_name(run_id, "w0"), namespace=ACTOR_NAMESPACE).
+        actor = remote_cls.options(
+            name=worker_actor_name(run_id, worker_id), namespace=ACTOR_NAMESPACE
+        ).remote(str(index_dir), cfg.model, cfg.finetune, worker_id, threads)
         return _Worker(actor=actor, worker_id=worker_id, ping_ref=actor.ping.remote())
 
     return spawn
+
+
+def worker_actor_name(run_id: str, worker_id: str) -> str:
+    return f"{run_id}/{worker_id}"
 
 
 def _classify(exc: BaseException) -> Failure:

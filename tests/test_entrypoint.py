@@ -1,0 +1,86 @@
+"""The real entrypoint, end to end: `hullft run experiment=smoke` in a subprocess;
+killing the driver mid-run and rerunning the same command completes the run
+without duplicates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hullft.results import read_results
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cmd(index_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "actors.cli",
+        "run",
+        "experiment=smoke",
+        f"index.dir={index_dir}",
+        f"experiment.output_dir={out}",
+        "experiment.run_id=e2e",
+        "cluster.num_cpus=2",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HULLFT_LOG_LEVEL": "WARNING", "RAY_ADDRESS": ""}
+
+
+def test_run_command_writes_results_and_report(smoke_index_dir, tmp_path) -> None:
+    proc = subprocess.run(
+        _cmd(smoke_index_dir, tmp_path, "queries.per_domain=1", "experiment.limit=3"),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| ALL | hullft |" in proc.stdout
+    run_dir = tmp_path / "e2e"
+    assert (run_dir / "report.md").is_file()
+    df = read_results(run_dir)
+    assert len(df) == 3 * 4 and (df["status"] == "ok").all()
+
+
+def test_driver_killed_then_rerun_completes_without_duplicates(smoke_index_dir, tmp_path) -> None:
+    cmd = _cmd(
+        smoke_index_dir, tmp_path, "queries.per_domain=2", "cluster.max_in_flight_per_worker=1"
+    )
+    parts = tmp_path / "e2e" / "results"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+    proc.wait()
+    before = len(list(parts.glob("part-*.parquet")))
+    assert before >= 2
+    rerun = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    df = read_results(tmp_path / "e2e")
+    keys = list(zip(df["query_id"], df["method"], strict=True))
+    assert len(keys) == len(set(keys))
+    n_queries = df["query_id"].nunique()
+    assert len(df) == 4 * n_queries and (df["status"] == "ok").all()
+    assert len(list(parts.glob("part-*.parquet"))) == n_queries > before
