@@ -37,6 +37,8 @@ SEARCH_BATCH = 16
 WORKER_START_TIMEOUT_S = 600.0
 """How long to wait for at least one worker to be scheduled before giving up."""
 ACTOR_NAMESPACE = "hullft"
+_ROW_NEUTRAL = ("cluster", "experiment", "bench")
+"""Config sections that never change a result row (may differ between resumes)."""
 
 
 @dataclass
@@ -50,6 +52,8 @@ class RunSummary:
     failed_rows: int
     retried_queries: int
     elapsed_s: float
+    loop_s: float = 0.0
+    """Seconds in the streaming loop (actor start-up and model loading included)."""
     report: Path | None = None
     message: str = ""
 
@@ -129,10 +133,13 @@ def run_pipeline(
         sink, run_id, cfg.selection.k, cfg.selection.n, FailurePolicy(cfg.cluster.max_attempts)
     )
     message = ""
+    loop_s = 0.0
     if tasks:
         started_ray = _connect_ray(cfg)
         try:
+            t_loop = time.perf_counter()
             message = _process(cfg, index_dir, tasks, state, worker_cls, progress, on_query_done)
+            loop_s = time.perf_counter() - t_loop
         finally:
             if started_ray:
                 import ray
@@ -149,6 +156,7 @@ def run_pipeline(
         failed_rows=state.failed_rows,
         retried_queries=len(state.retried),
         elapsed_s=time.perf_counter() - t_start,
+        loop_s=loop_s,
         message=message,
     )
     summary.report = summarize_run(run_dir, cfg, summary)
@@ -168,14 +176,10 @@ def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> None:
     meta = run_dir / "run.json"
     current = config_to_dict(cfg)
     # Settings that do not change rows may differ between the runs of one run_id.
-    comparable = {k: v for k, v in current.items() if k not in ("cluster", "experiment")}
+    comparable = {k: v for k, v in current.items() if k not in _ROW_NEUTRAL}
     if meta.exists():
         previous = json.loads(meta.read_text())
-        prev_cmp = {
-            k: v
-            for k, v in previous.get("config", {}).items()
-            if k not in ("cluster", "experiment")
-        }
+        prev_cmp = {k: v for k, v in previous.get("config", {}).items() if k not in _ROW_NEUTRAL}
         if prev_cmp != comparable:
             diff = sorted(
                 f"{s}.{k}"

@@ -334,6 +334,46 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class BenchConfig:
+    """``hullft bench`` sweeps (each point is a real run through the Ray runtime)."""
+
+    n_values: tuple[int, ...] = (2, 4, 8)
+    """Support budgets N for the BPB-vs-N sweep (and the quality/time frontier)."""
+    time_budgets_s: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+    """Per-query finetuning budgets for BPB at fixed time (run at the largest N)."""
+    workers: tuple[int, ...] = (1, 2)
+    """Worker counts for the throughput-scaling sweep."""
+    refresh_intervals: tuple[int, ...] = (1, 2, 4)
+    """Gradient-reuse intervals r for the finetuning-speed sweep (1 = no reuse)."""
+    naive_baseline: bool = True
+    """Also time the published procedure (padding, fp32, gradient copies, host reload)
+    on the same model and multisets."""
+    naive_queries: int = 2
+    """Queries timed through the naive procedure (it is slow by design)."""
+    peak_flops: float = 989e12
+    """Accelerator peak (FLOP/s) for the MFU estimate (H100 SXM dense bf16)."""
+    report_dir: str = "reports"
+    """The report goes to ``<report_dir>/<experiment.name>-<date>/``."""
+
+    def __post_init__(self) -> None:
+        _require(
+            len(self.n_values) >= 1 and all(n >= 1 for n in self.n_values),
+            "bench.n_values must be >= 1",
+        )
+        _require(all(b >= 0 for b in self.time_budgets_s), "bench.time_budgets_s must be >= 0")
+        _require(
+            len(self.workers) >= 1 and all(w >= 1 for w in self.workers),
+            "bench.workers must be >= 1",
+        )
+        _require(
+            len(self.refresh_intervals) >= 1 and all(r >= 1 for r in self.refresh_intervals),
+            "bench.refresh_intervals must be >= 1",
+        )
+        _require(self.naive_queries >= 0, "bench.naive_queries must be >= 0")
+        _require(self.peak_flops > 0, "bench.peak_flops must be > 0")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a ``hullft`` command needs, one object per stage."""
 
@@ -346,6 +386,7 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
 
 # ---------------------------------------------------------------------------

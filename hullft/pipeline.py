@@ -215,6 +215,7 @@ def run_id_for(cfg: RunConfig) -> str:
 
     d = config_to_dict(cfg)
     d.pop("cluster")
+    d.pop("bench")
     exp = d.pop("experiment")
     key = json.dumps({**d, "seed": exp["seed"]}, sort_keys=True)
     return f"{cfg.experiment.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"

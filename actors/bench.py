@@ -1,0 +1,471 @@
+"""``hullft bench``: sweeps through the real Ray runtime and a report directory.
+
+Every sweep point is a full ``run_pipeline`` call (retrieval, selection,
+finetuning, scoring through the actors); ratios are computed from numbers
+measured in this one invocation. Output: ``<bench.report_dir>/<name>-<UTC time>/``
+with ``report.md``, PNG plots, ``bench.json`` (every figure) and the runs' Parquet
+results under ``runs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hullft.config import RunConfig, config_to_dict
+from hullft.report import format_table, provenance
+from hullft.results import BASE_METHOD, read_results
+
+log = logging.getLogger(__name__)
+
+
+def _with(cfg: RunConfig, **sections: dict[str, Any]) -> RunConfig:
+    """A copy of ``cfg`` with fields of some sections replaced (validated again)."""
+    changes = {
+        name: dataclasses.replace(getattr(cfg, name), **fields) for name, fields in sections.items()
+    }
+    return dataclasses.replace(cfg, **changes)
+
+
+@dataclasses.dataclass
+class _Point:
+    label: str
+    cfg: RunConfig
+    rows: Any  # DataFrame
+    loop_s: float
+    queries: int
+
+
+def run_bench(cfg: RunConfig) -> Path:
+    """Run every sweep of ``cfg.bench`` and write the report. Returns its directory."""
+    import ray
+
+    from actors.driver import _connect_ray, run_pipeline
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = Path(cfg.bench.report_dir).expanduser() / f"{cfg.experiment.name}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    # Every run of this invocation writes under out/runs, so nothing resumes from
+    # an earlier benchmark and every timing is fresh.
+    base = _with(cfg, experiment={"output_dir": str(out / "runs")})
+    b = cfg.bench
+    n_max = max(b.n_values)
+    started = _connect_ray(base)
+    points: dict[str, _Point] = {}
+
+    def run(label: str, c: RunConfig) -> _Point:
+        log.info("bench: %s", label)
+        s = run_pipeline(c, progress=True)
+        if not s.complete:
+            raise RuntimeError(f"bench run {label} did not complete: {s.message}")
+        p = _Point(label, c, read_results(s.run_dir), s.loop_s, s.queries_processed)
+        points[label] = p
+        return p
+
+    t0 = time.perf_counter()
+    try:
+        sweep_n = {n: run(f"N={n}", _with(base, selection={"n": n})) for n in b.n_values}
+        budgets = {
+            t: run(
+                f"budget={t}s", _with(base, selection={"n": n_max}, finetune={"time_budget_s": t})
+            )
+            for t in b.time_budgets_s
+        }
+        reuse = {
+            r: run(f"r={r}", _with(base, selection={"n": n_max}, finetune={"refresh_interval": r}))
+            for r in b.refresh_intervals
+        }
+        scaling = {w: run(f"workers={w}", _scaling_cfg(base, w)) for w in b.workers}
+    finally:
+        if started:
+            ray.shutdown()
+    naive = (
+        _naive_comparison(base, sweep_n[n_max]) if b.naive_baseline and b.naive_queries else None
+    )
+    figures = _figures(cfg, sweep_n, budgets, reuse, scaling, naive)
+    figures["bench_seconds"] = time.perf_counter() - t0
+    _plots(out, figures)
+    _write_report(out, cfg, figures)
+    (out / "bench.json").write_text(json.dumps(figures, indent=2, default=_jsonable))
+    print(f"\nbenchmark report: {out / 'report.md'}")
+    return out
+
+
+def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
+    """``workers`` replicas: one GPU share each on GPU clusters, a CPU share on CPU."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
+    if gpus > 0:
+        cluster = {"num_workers": workers, "gpus_per_worker": min(1.0, gpus / workers)}
+    else:
+        cluster = {"num_workers": workers, "cpus_per_worker": max(1.0, float(int(cpus // workers)))}
+    # a distinct run id, so the sweep points never resume one another
+    return _with(
+        base, cluster=cluster, experiment={"run_id": f"{base.experiment.name}-scaling-w{workers}"}
+    )
+
+
+# ---------------------------------------------------------------------------
+# Figures
+
+
+def _ok(df: Any) -> Any:
+    return df[df["status"] != "failed"]
+
+
+def _mean_bpb(df: Any) -> dict[str, float]:
+    ok = _ok(df)
+    return {m: float(g["bpb_after"].mean()) for m, g in ok.groupby("method")}
+
+
+def _per_query_seconds(df: Any) -> dict[str, float]:
+    """Mean seconds a query spends in selection + finetuning + evaluation, per method."""
+    ok = _ok(df)
+    t = ok["select_s"] + ok["finetune_s"] + ok["evaluate_s"] + ok["reset_s"]
+    return {m: float(v) for m, v in t.groupby(ok["method"]).mean().items()}
+
+
+def _figures(
+    cfg: RunConfig,
+    sweep_n: dict[int, _Point],
+    budgets: dict[float, _Point],
+    reuse: dict[int, _Point],
+    scaling: dict[int, _Point],
+    naive: dict[str, Any] | None,
+) -> dict[str, Any]:
+    n_max = max(sweep_n)
+    main = _ok(sweep_n[n_max].rows)
+    methods = [m for m in cfg.selection.methods]
+    fig: dict[str, Any] = {"n_max": n_max, "methods": methods}
+
+    fig["bpb_vs_n"] = {n: _mean_bpb(p.rows) for n, p in sweep_n.items()}
+    fig["frontier"] = {
+        n: {m: (_per_query_seconds(p.rows).get(m), _mean_bpb(p.rows).get(m)) for m in methods}
+        for n, p in sweep_n.items()
+    }
+    fig["bpb_at_budget"] = {t: _mean_bpb(p.rows) for t, p in budgets.items()}
+    fig["steps_at_budget"] = {
+        t: {m: float(g["optimizer_steps"].mean()) for m, g in _ok(p.rows).groupby("method")}
+        for t, p in budgets.items()
+    }
+
+    stages = {}
+    for m, g in main.groupby("method"):
+        stages[m] = {
+            s: (float(g[s].quantile(0.5)), float(g[s].quantile(0.95)))
+            for s in ("embed_s", "search_s", "select_s", "finetune_s", "evaluate_s", "reset_s")
+        }
+    fig["stages"] = stages
+
+    sel = {m: float(g["select_s"].median()) for m, g in main.groupby("method") if m != BASE_METHOD}
+    fig["select_median_s"] = sel
+    ratios: dict[str, float] = {}
+    if "sift" in sel and "hullft" in sel and sel["hullft"] > 0:
+        ratios["selection: SIFT / HullFT time"] = sel["sift"] / sel["hullft"]
+    if "knn" in sel and "hullft" in sel and sel["knn"] > 0:
+        ratios["selection: HullFT / kNN time"] = sel["hullft"] / sel["knn"]
+
+    ft = {}
+    for r, p in reuse.items():
+        ok = _ok(p.rows)
+        tuned = ok[ok["method"] != BASE_METHOD]
+        ft[r] = {
+            "finetune_s": float(tuned["finetune_s"].mean()),
+            "passes": float(tuned["fwd_bwd_passes"].mean()),
+            "steps": float(tuned["optimizer_steps"].mean()),
+            "bpb": _mean_bpb(p.rows),
+        }
+    fig["reuse"] = ft
+    if 1 in ft:
+        for r in ft:
+            if r != 1 and ft[r]["finetune_s"] > 0:
+                ratios[f"finetuning: r=1 / r={r} time"] = ft[1]["finetune_s"] / ft[r]["finetune_s"]
+
+    qps = {w: p.queries / p.loop_s for w, p in scaling.items() if p.loop_s > 0}
+    fig["throughput_qps"] = qps
+    w1 = min(qps) if qps else None
+    if w1 is not None:
+        for w, q in qps.items():
+            if w != w1:
+                ratios[f"scaling efficiency W={w}"] = q / (w / w1 * qps[w1])
+
+    tokens_trained = float(main["tokens_trained"].sum())
+    tokens_scored = float(main["tokens_scored"].sum())
+    ft_s = float(main["finetune_s"].sum())
+    ev_s = float(main["evaluate_s"].sum())
+    fig["tokens_per_s"] = {
+        "train": tokens_trained / ft_s if ft_s else 0.0,
+        "score": tokens_scored / ev_s if ev_s else 0.0,
+    }
+    params = _param_count(cfg)
+    fig["params"] = params
+    if params and _on_cuda(main):
+        flops = 6 * params * tokens_trained + 2 * params * tokens_scored
+        fig["mfu"] = flops / ((ft_s + ev_s) * cfg.bench.peak_flops)
+    if naive:
+        fig["naive"] = naive
+        ratios["pipeline: naive published / hullft time per query"] = naive["speedup"]
+    fig["ratios"] = ratios
+    return fig
+
+
+def _on_cuda(rows: Any) -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _param_count(cfg: RunConfig) -> int | None:
+    try:
+        from hullft.models import load_model
+
+        lm = load_model(cfg.model, device="cpu")
+        return int(sum(p.numel() for p in lm.model.parameters()))
+    except Exception as exc:  # reporting only
+        log.warning("could not count parameters: %s", exc)
+        return None
+
+
+def _naive_comparison(cfg: RunConfig, point: _Point) -> dict[str, Any]:
+    """hullft's engine vs the published procedure on the same model and multisets."""
+    import torch
+    from hullft.reference import NaiveTTFT
+
+    from hullft.index import load_index
+    from hullft.models import load_model
+    from hullft.ttft import TTFTEngine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = _ok(point.rows)
+    hull = rows[rows["method"] == "hullft"].head(cfg.bench.naive_queries)
+    if hull.empty:
+        return {}
+    from hullft.data.queries import load_queries
+
+    queries = {q.query_id: q.text for q in load_queries(point.cfg.queries)}
+    texts = load_index(_index_dir(point.cfg)).texts
+    lm = load_model(cfg.model, device=device)
+    ours = TTFTEngine(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=lm.max_length)
+    naive = NaiveTTFT(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=lm.max_length)
+    t_ours, t_naive = [], []
+    for _, row in hull.iterrows():
+        seqs = texts.get_many(np.asarray(row["support_ids"], dtype=np.int64))
+        counts = [int(c) for c in row["support_counts"]]
+        q = queries[row["query_id"]]
+        t = time.perf_counter()
+        ours.run(q, seqs, counts)
+        t_ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        naive.run(q, seqs, counts)
+        t_naive.append(time.perf_counter() - t)
+    return {
+        "queries": len(t_ours),
+        "hullft_s_per_query": float(np.mean(t_ours)),
+        "naive_s_per_query": float(np.mean(t_naive)),
+        "speedup": float(np.mean(t_naive) / np.mean(t_ours)),
+    }
+
+
+def _index_dir(cfg: RunConfig) -> Path:
+    from hullft.index import build_index
+
+    return Path(build_index(cfg, progress=False))
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+def _plots(out: Path, fig: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [BASE_METHOD, *fig["methods"]]
+
+    def save(name: str) -> None:
+        plt.tight_layout()
+        plt.savefig(out / name, dpi=120)
+        plt.close()
+
+    plt.figure(figsize=(5, 3.5))
+    ns = sorted(fig["bpb_vs_n"])
+    for m in methods:
+        plt.plot(ns, [fig["bpb_vs_n"][n].get(m, np.nan) for n in ns], marker="o", label=m)
+    plt.xlabel("support budget N")
+    plt.ylabel("bits per byte")
+    plt.title("BPB vs N")
+    plt.legend()
+    save("bpb_vs_n.png")
+
+    plt.figure(figsize=(5, 3.5))
+    for m in fig["methods"]:
+        pts = [fig["frontier"][n][m] for n in ns if fig["frontier"][n][m][0] is not None]
+        plt.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
+    plt.xlabel("seconds per query (select + finetune + evaluate)")
+    plt.ylabel("bits per byte")
+    plt.title("quality vs time (N sweep)")
+    plt.legend()
+    save("frontier.png")
+
+    plt.figure(figsize=(5, 3.5))
+    ts = sorted(fig["bpb_at_budget"])
+    for m in methods:
+        plt.plot(ts, [fig["bpb_at_budget"][t].get(m, np.nan) for t in ts], marker="o", label=m)
+    plt.xlabel("finetuning budget per query (s)")
+    plt.ylabel("bits per byte")
+    plt.title(f"BPB at fixed time (N={fig['n_max']})")
+    plt.legend()
+    save("bpb_at_budget.png")
+
+    plt.figure(figsize=(6, 3.5))
+    stage_names = ("embed_s", "search_s", "select_s", "finetune_s", "evaluate_s", "reset_s")
+    ms = [m for m in methods if m in fig["stages"]]
+    bottom = np.zeros(len(ms))
+    for s in stage_names:
+        vals = np.array([fig["stages"][m][s][0] for m in ms])
+        plt.bar(ms, vals, bottom=bottom, label=s[:-2])
+        bottom += vals
+    plt.ylabel("seconds per query (p50)")
+    plt.title("per-stage latency")
+    plt.legend(fontsize=7)
+    save("stages.png")
+
+    plt.figure(figsize=(5, 3.5))
+    ws = sorted(fig["throughput_qps"])
+    plt.plot(ws, [fig["throughput_qps"][w] for w in ws], marker="o", label="measured")
+    if ws:
+        w1 = ws[0]
+        plt.plot(ws, [fig["throughput_qps"][w1] * w / w1 for w in ws], "--", label="linear")
+    plt.xlabel("model workers")
+    plt.ylabel("queries / s")
+    plt.title("throughput vs workers")
+    plt.legend()
+    save("scaling.png")
+
+    plt.figure(figsize=(5, 3.5))
+    rs = sorted(fig["reuse"])
+    plt.plot(rs, [fig["reuse"][r]["finetune_s"] for r in rs], marker="o")
+    plt.xlabel("refresh interval r (1 = no gradient reuse)")
+    plt.ylabel("finetuning seconds per query")
+    plt.title(f"gradient reuse (N={fig['n_max']})")
+    save("reuse.png")
+
+
+def _write_report(out: Path, cfg: RunConfig, fig: dict[str, Any]) -> None:
+    import pandas as pd
+
+    methods = [BASE_METHOD, *fig["methods"]]
+
+    def by_method(d: dict[Any, dict[str, float]], key: str) -> str:
+        rows = [{key: k, **{m: v.get(m, np.nan) for m in methods}} for k, v in sorted(d.items())]
+        return format_table(pd.DataFrame(rows))
+
+    stages = pd.DataFrame(
+        [
+            {
+                "method": m,
+                **{f"{s[:-2]} p50/p95": f"{v[0]:.3g} / {v[1]:.3g}" for s, v in st.items()},
+            }
+            for m, st in fig["stages"].items()
+        ]
+    )
+    reuse = pd.DataFrame(
+        [
+            {"r": r, "finetune_s": v["finetune_s"], "passes": v["passes"], "steps": v["steps"]}
+            for r, v in sorted(fig["reuse"].items())
+        ]
+    )
+    scaling = pd.DataFrame(
+        [{"workers": w, "queries/s": q} for w, q in sorted(fig["throughput_qps"].items())]
+    )
+    ratios = pd.DataFrame([{"ratio": k, "value": v} for k, v in fig["ratios"].items()])
+    lines = [
+        f"# hullft benchmark `{cfg.experiment.name}`",
+        "",
+        f"Reproduce: `hullft bench` (experiment `{cfg.experiment.name}`); "
+        f"{fig['bench_seconds']:.0f} s in all. Every run went through the Ray runtime; "
+        "ratios come from numbers measured in this one invocation.",
+        "",
+        "## Ratios measured in this run",
+        "",
+        format_table(ratios),
+        "",
+        "## BPB vs N",
+        "",
+        by_method(fig["bpb_vs_n"], "N"),
+        "",
+        "![](bpb_vs_n.png) ![](frontier.png)",
+        "",
+        f"## BPB at fixed finetuning budgets (N = {fig['n_max']})",
+        "",
+        by_method(fig["bpb_at_budget"], "budget_s"),
+        "",
+        "Mean optimizer steps that fit the budget:",
+        "",
+        by_method(fig["steps_at_budget"], "budget_s"),
+        "",
+        "![](bpb_at_budget.png)",
+        "",
+        "## Per-stage latency (seconds per query)",
+        "",
+        format_table(stages),
+        "",
+        "![](stages.png)",
+        "",
+        "## Finetuning speed vs refresh interval r",
+        "",
+        format_table(reuse),
+        "",
+        "![](reuse.png)",
+        "",
+        "## Throughput vs workers",
+        "",
+        format_table(scaling),
+        "",
+        "![](scaling.png)",
+        "",
+        "## Model throughput",
+        "",
+        f"- parameters: {fig.get('params')}",
+        f"- trained tokens/s: {fig['tokens_per_s']['train']:.1f}; scored tokens/s: {fig['tokens_per_s']['score']:.1f}",
+        f"- MFU: {fig['mfu']:.3%}" if "mfu" in fig else "- MFU: n/a (no CUDA device)",
+        "",
+    ]
+    if "naive" in fig:
+        nv = fig["naive"]
+        lines += [
+            "## hullft vs the published procedure (same model, same multisets)",
+            "",
+            f"{nv['queries']} HullFT multisets: hullft {nv['hullft_s_per_query']:.2f} s/query, "
+            f"naive {nv['naive_s_per_query']:.2f} s/query → **{nv['speedup']:.2f}×**.",
+            "",
+        ]
+    lines += [
+        "## Provenance",
+        "",
+        "```json",
+        json.dumps({"provenance": provenance(), "config": config_to_dict(cfg)}, indent=2),
+        "```",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
