@@ -7,7 +7,10 @@
 # NUM_CPUS / NUM_GPUS size the node (NUM_GPUS>0 on a CPU box gives logical GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RAY_BIN="${RAY_BIN:-$(command -v ray || echo .venv/bin/ray)}"
+# The job's `python` is resolved on the head node's PATH: put this checkout's
+# virtualenv first when there is one.
+if [ -x .venv/bin/python ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+RAY_BIN="${RAY_BIN:-$(command -v ray)}"
 PORT="${RAY_PORT:-6390}"
 DASH="${RAY_DASHBOARD_PORT:-8265}"
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
