@@ -1,0 +1,1 @@
+"""Corpus data: readers, stores and the embedded minipile corpus."""
