@@ -22,9 +22,32 @@ import pytest
 import zstandard
 
 from hullft.data import minipile as mp
+from hullft.data.mathgen import DM_MODULES, Problem, generate_problems
+from hullft.data.minipile_build.build import build, split_test_ids
+from hullft.data.minipile_build.cli import main
+from hullft.data.minipile_build.documents import clean_text, nbytes, pack_segments
+from hullft.data.minipile_build.domains import DOMAINS
+from hullft.data.minipile_build.formats import (
+    groff_version,
+    html_to_text,
+    split_marked_headings,
+    split_python,
+    split_rst,
+)
+from hullft.data.minipile_build.params import (
+    DEBIAN_PACKAGES,
+    DOMAIN_TARGET_BYTES,
+    MAX_DOC_BYTES,
+    MIN_DOC_BYTES,
+    MIN_TEST_DOCS,
+    SEED,
+    SOURCE_CAP_BYTES,
+    TEST_FRACTION,
+)
+from hullft.data.minipile_build.sources import MissingSourceError, SourceTree, default_sources_dir
 
-DOMAIN_NAMES = {d.pile_set_name for d in mp.DOMAINS}
-SLUGS = {d.pile_set_name: d.slug for d in mp.DOMAINS}
+DOMAIN_NAMES = {d.pile_set_name for d in DOMAINS}
+SLUGS = {d.pile_set_name: d.slug for d in DOMAINS}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +137,7 @@ def test_at_least_eight_domains_each_with_train_and_test(
     assert len(DOMAIN_NAMES) >= 8
     assert {"Github", "DM Mathematics", "Gutenberg (PG-19)"} <= DOMAIN_NAMES
     for name in DOMAIN_NAMES:
-        assert len(train[name]) > len(test[name]) >= mp.MIN_TEST_DOCS, name
+        assert len(train[name]) > len(test[name]) >= MIN_TEST_DOCS, name
 
 
 def test_sizes_within_bounds(records: dict[str, list[dict]]) -> None:
@@ -122,16 +145,14 @@ def test_sizes_within_bounds(records: dict[str, list[dict]]) -> None:
     for split in mp.SPLITS:
         for r in records[split]:
             n = len(r["text"].encode("utf-8"))
-            assert mp.MIN_DOC_BYTES <= n <= mp.MAX_DOC_BYTES, r["meta"]["doc_id"]
+            assert MIN_DOC_BYTES <= n <= MAX_DOC_BYTES, r["meta"]["doc_id"]
             sizes[r["meta"]["pile_set_name"]] += n
     total = sum(sizes.values())
     assert 6_000_000 <= total <= 12_000_000
     # Roughly 1 MB per domain; only the two small sources may fall short of it.
-    full = [name for name, n in sizes.items() if n >= mp.DOMAIN_TARGET_BYTES]
+    full = [name for name, n in sizes.items() if n >= DOMAIN_TARGET_BYTES]
     assert len(full) >= 7, sizes
-    assert all(
-        n <= mp.DOMAIN_TARGET_BYTES + mp.SOURCE_CAP_BYTES + mp.MAX_DOC_BYTES for n in sizes.values()
-    )
+    assert all(n <= DOMAIN_TARGET_BYTES + SOURCE_CAP_BYTES + MAX_DOC_BYTES for n in sizes.values())
     assert all(n >= 200_000 for n in sizes.values()), sizes
 
 
@@ -144,18 +165,18 @@ def test_split_is_disjoint_and_follows_the_seeded_rule(records: dict[str, list[d
         train_ids = {r["meta"]["doc_id"] for r in train[name]}
         test_ids = {r["meta"]["doc_id"] for r in test[name]}
         assert not train_ids & test_ids
-        assert mp.split_test_ids(train_ids | test_ids) == test_ids
+        assert split_test_ids(train_ids | test_ids) == test_ids
         n = len(train_ids) + len(test_ids)
-        assert len(test_ids) == max(mp.MIN_TEST_DOCS, math.ceil(mp.TEST_FRACTION * n))
+        assert len(test_ids) == max(MIN_TEST_DOCS, math.ceil(TEST_FRACTION * n))
 
 
 def test_split_rule_is_a_pure_function_of_doc_ids() -> None:
     ids = [f"x/doc{i}#000" for i in range(500)]
-    chosen = mp.split_test_ids(ids)
+    chosen = split_test_ids(ids)
     assert len(chosen) == 50
-    assert mp.split_test_ids(reversed(ids)) == chosen
-    assert mp.split_test_ids(ids, seed=mp.SEED + 1) != chosen
-    assert len(mp.split_test_ids(ids[:40])) == 30
+    assert split_test_ids(reversed(ids)) == chosen
+    assert split_test_ids(ids, seed=SEED + 1) != chosen
+    assert len(split_test_ids(ids[:40])) == 30
 
 
 # ---- data card -------------------------------------------------------------------------
@@ -178,7 +199,7 @@ def test_datacard_hashes_and_counts_match_the_files(
         assert int(zst_bytes.replace(",", "")) == len(data)
     for name in DOMAIN_NAMES:
         assert f"| {name} |" in card
-    for package, version in mp.DEBIAN_PACKAGES.items():
+    for package, version in DEBIAN_PACKAGES.items():
         assert f"| `{package}` | {version} |" in card
     assert "python -m hullft.data.minipile fetch" in card
     assert "python -m hullft.data.minipile build" in card
@@ -188,18 +209,18 @@ def test_datacard_hashes_and_counts_match_the_files(
 
 
 def test_clean_text_normalises() -> None:
-    assert mp.clean_text("a \r\nb\t\x0c\r\n\n\n\nc  ") == "a\nb\n\nc\n"
-    assert mp.clean_text("\n\n  \n") == ""
-    assert mp.clean_text("a\n\n\n\nb", max_blank_lines=2) == "a\n\n\nb\n"
+    assert clean_text("a \r\nb\t\x0c\r\n\n\n\nc  ") == "a\nb\n\nc\n"
+    assert clean_text("\n\n  \n") == ""
+    assert clean_text("a\n\n\n\nb", max_blank_lines=2) == "a\n\n\nb\n"
 
 
 def test_pack_segments_respects_bounds() -> None:
     segments = [f"segment {i} " * (i % 40 + 1) + "\n" for i in range(300)]
     segments.append("word " * 20_000 + "\n")  # one oversized single line
-    docs = mp.pack_segments(segments, 4000)
+    docs = pack_segments(segments, 4000)
     assert "".join(docs) == "".join(segments)
-    assert all(mp.nbytes(d) <= mp.MAX_DOC_BYTES for d in docs)
-    assert all(mp.nbytes(d) >= mp.MIN_DOC_BYTES for d in docs)
+    assert all(nbytes(d) <= MAX_DOC_BYTES for d in docs)
+    assert all(nbytes(d) >= MIN_DOC_BYTES for d in docs)
 
 
 def test_split_python_cuts_before_top_level_definitions() -> None:
@@ -207,24 +228,24 @@ def test_split_python_cuts_before_top_level_definitions() -> None:
         '"""Doc."""\nimport os\n\n\n# helper\n@decorator\ndef f():\n    def inner():\n'
         "        pass\n\n\nclass C:\n    x = 1\n"
     )
-    parts = mp.split_python(source)
+    parts = split_python(source)
     assert "".join(parts) == source
     assert [p.splitlines()[0] for p in parts] == ['"""Doc."""', "# helper", "class C:"]
 
 
 def test_split_rst_cuts_before_titles() -> None:
     text = "Intro\n=====\n\nText.\n\nPart\n----\n\nMore.\n"
-    assert mp.split_rst(text) == ["Intro\n=====\n\nText.\n\n", "Part\n----\n\nMore.\n"]
+    assert split_rst(text) == ["Intro\n=====\n\nText.\n\n", "Part\n----\n\nMore.\n"]
 
 
 def test_html_to_text_drops_markup_and_keeps_structure() -> None:
-    title, text = mp.html_to_text(
+    title, text = html_to_text(
         "<html><head><title>T</title><script>var x;</script></head><body>"
         "<div class=nosearch>menu</div><h1>Head</h1><p>Some   <b>bold</b> text.</p>"
         "<pre>a  b\n  c</pre><ul><li>one<li>two</ul></body></html>"
     )
     assert title == "T"
-    segments = mp.split_marked_headings(text)
+    segments = split_marked_headings(text)
     body = "".join(segments)
     assert "menu" not in body and "var x" not in body
     assert "Head\n" in body and "Some bold text." in body
@@ -235,16 +256,16 @@ def test_html_to_text_drops_markup_and_keeps_structure() -> None:
 
 
 def test_generator_is_deterministic() -> None:
-    for module in mp.DM_MODULES:
-        first = mp.generate_problems(module, 7, 20)
-        assert first == mp.generate_problems(module, 7, 20)
-        assert first != mp.generate_problems(module, 8, 20)
+    for module in DM_MODULES:
+        first = generate_problems(module, 7, 20)
+        assert first == generate_problems(module, 7, 20)
+        assert first != generate_problems(module, 8, 20)
         assert all(p.question and p.answer and "\n" not in p.question + p.answer for p in first)
 
 
 def test_generator_is_reproducible_across_processes() -> None:
     code = (
-        "from hullft.data.minipile import DM_MODULES, generate_problems as g;"
+        "from hullft.data.mathgen import DM_MODULES, generate_problems as g;"
         "print(repr([g(m, 'x', 5) for m in sorted(DM_MODULES)]))"
     )
     outputs = {
@@ -259,16 +280,13 @@ def test_generator_is_reproducible_across_processes() -> None:
         for seed in ("1", "2")
     }
     assert len(outputs) == 1
-    assert (
-        outputs.pop()
-        == repr([mp.generate_problems(m, "x", 5) for m in sorted(mp.DM_MODULES)]) + "\n"
-    )
+    assert outputs.pop() == repr([generate_problems(m, "x", 5) for m in sorted(DM_MODULES)]) + "\n"
 
 
 def test_known_linear_problem() -> None:
     # Frozen output: a change here changes the committed corpus. -27*s = 243, so s = -9.
-    problem = mp.generate_problems("algebra__linear_1d", 0, 1)[0]
-    assert problem == mp.Problem("algebra__linear_1d", "Solve 44 + 199 = -12*s - 15*s for s.", "-9")
+    problem = generate_problems("algebra__linear_1d", 0, 1)[0]
+    assert problem == Problem("algebra__linear_1d", "Solve 44 + 199 = -12*s - 15*s for s.", "-9")
 
 
 def _q(text: str, pattern: str) -> re.Match[str]:
@@ -288,11 +306,11 @@ def test_generated_answers_agree_with_sympy() -> None:
     def parse(expr: str):
         return sympy.sympify(expr, rational=True)
 
-    for p in mp.generate_problems("algebra__linear_1d", 1, 40):
+    for p in generate_problems("algebra__linear_1d", 1, 40):
         m = _q(p.question, r"Solve (.+) = (.+) for (\w)\.")
         v = sympy.Symbol(m.group(3))
         assert sympy.solve(sympy.Eq(parse(m.group(1)), parse(m.group(2))), v) == [int(p.answer)]
-    for p in mp.generate_problems("algebra__linear_2d", 1, 40):
+    for p in generate_problems("algebra__linear_2d", 1, 40):
         m = _q(p.question, r"Solve (.+) = (.+), (.+) = (.+) for (\w)\.")
         eqs = [
             sympy.Eq(parse(m.group(1)), parse(m.group(2))),
@@ -300,10 +318,10 @@ def test_generated_answers_agree_with_sympy() -> None:
         ]
         solution = sympy.solve(eqs, dict=True)
         assert len(solution) == 1 and solution[0][sympy.Symbol(m.group(5))] == int(p.answer)
-    for p in mp.generate_problems("polynomials__expand", 1, 40):
+    for p in generate_problems("polynomials__expand", 1, 40):
         expr = parse(_q(p.question, r"Expand (.+)\.").group(1))
         assert sympy.expand(expr - parse(p.answer)) == 0, p
-    for p in mp.generate_problems("calculus__differentiate", 1, 40):
+    for p in generate_problems("calculus__differentiate", 1, 40):
         m = _q(
             p.question,
             r"\D+? (?:(first|second|third) )?derivative of (.+) wrt (\w)[.?]|"
@@ -313,15 +331,15 @@ def test_generated_answers_agree_with_sympy() -> None:
         expr, var = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
         derivative = sympy.diff(parse(expr), sympy.Symbol(var), order)
         assert sympy.expand(derivative - parse(p.answer)) == 0, p
-    for p in mp.generate_problems("polynomials__evaluate", 1, 40):
+    for p in generate_problems("polynomials__evaluate", 1, 40):
         m = _q(p.question, r"Let (\w)\((\w)\) = (.+)\. \D+ \1\((-?\d+)\)[.?]")
         value = parse(m.group(3)).subs(sympy.Symbol(m.group(2)), int(m.group(4)))
         assert value == int(p.answer)
     for module in ("arithmetic__mixed", "arithmetic__add_sub_multiple"):
-        for p in mp.generate_problems(module, 1, 60):
+        for p in generate_problems(module, 1, 60):
             m = _q(p.question, r"(?:What is (?:the value of )?|Calculate |Evaluate )?(.+?)[.?]?")
             assert parse(m.group(1)) == parse(p.answer), p
-    for p in mp.generate_problems("arithmetic__add_or_sub", 1, 60):
+    for p in generate_problems("arithmetic__add_or_sub", 1, 60):
         nums = [Fraction(x) for x in re.findall(r"-?\d+(?:\.\d+)?", p.question)]
         expected = (
             nums[0] - nums[1]
@@ -337,23 +355,23 @@ def test_generated_number_answers_are_correct() -> None:
     def ints(text: str) -> list[int]:
         return [int(x) for x in re.findall(r"-?\d+", text)]
 
-    for p in mp.generate_problems("numbers__gcd", 1, 50):
+    for p in generate_problems("numbers__gcd", 1, 50):
         a, b = ints(p.question)
         assert int(p.answer) == sympy.gcd(a, b)
-    for p in mp.generate_problems("numbers__lcm", 1, 50):
+    for p in generate_problems("numbers__lcm", 1, 50):
         nums = ints(p.question)
         a, b = (nums[1], nums[3]) if "denominator" in p.question else nums
         assert int(p.answer) == sympy.lcm(abs(a), abs(b))
-    for p in mp.generate_problems("numbers__is_prime", 1, 50):
+    for p in generate_problems("numbers__is_prime", 1, 50):
         (n,) = ints(p.question)
         assert p.answer == str(sympy.isprime(n) != ("composite" in p.question))
-    for p in mp.generate_problems("numbers__list_prime_factors", 1, 50):
+    for p in generate_problems("numbers__list_prime_factors", 1, 50):
         (n,) = ints(p.question)
         assert p.answer == ", ".join(map(str, sympy.primefactors(n)))
-    for p in mp.generate_problems("numbers__div_remainder", 1, 50):
+    for p in generate_problems("numbers__div_remainder", 1, 50):
         a, b = ints(p.question)
         assert int(p.answer) == a % b
-    for p in mp.generate_problems("numbers__place_value", 1, 50):
+    for p in generate_problems("numbers__place_value", 1, 50):
         m = _q(p.question, r"What is the ([a-z ]+) digit of (\d+)\?")
         places = ["units", "tens", "hundreds", "thousands", "ten thousands"]
         places += ["hundred thousands", "millions", "ten millions"]
@@ -366,7 +384,7 @@ def test_generated_number_answers_are_correct() -> None:
         "one hundred thousand": 10**5,
         "integer": 1,
     }
-    for p in mp.generate_problems("numbers__round_number", 1, 50):
+    for p in generate_problems("numbers__round_number", 1, 50):
         m = _q(p.question, r"(?:Round|What is) (-?[\d.]+) (?:rounded )?to (.+?)[.?]")
         x, target = Decimal(m.group(1)), m.group(2)
         if "decimal place" in target:
@@ -382,14 +400,14 @@ def test_generated_comparisons_are_correct() -> None:
     def values(text: str) -> list[Fraction]:
         return [Fraction(x) for x in re.findall(r"-?\d+(?:[./]\d+)?", text)]
 
-    for p in mp.generate_problems("comparison__sort", 1, 50):
+    for p in generate_problems("comparison__sort", 1, 50):
         listed = re.sub(r"^(Sort|Put) | in \w+ order\.$|\.$", "", p.question)
         decreasing = "decreasing" in p.question or "descending" in p.question
         assert values(p.answer) == sorted(values(listed), reverse=decreasing)
-    for p in mp.generate_problems("comparison__closest", 1, 50):
+    for p in generate_problems("comparison__closest", 1, 50):
         target, *candidates = values(p.question)
         assert Fraction(p.answer) == min(candidates, key=lambda v: abs(v - target))
-    for p in mp.generate_problems("comparison__kth_biggest", 1, 50):
+    for p in generate_problems("comparison__kth_biggest", 1, 50):
         m = _q(p.question, r"What is the (?:(\w+) )?(biggest|smallest) value in (.+)\?")
         k = (
             ["second", "third", "fourth", "fifth", "sixth"].index(m.group(1)) + 2
@@ -398,7 +416,7 @@ def test_generated_comparisons_are_correct() -> None:
         )
         ordered = sorted(values(m.group(3)), reverse=m.group(2) == "biggest")
         assert Fraction(p.answer) == ordered[k - 1]
-    for p in mp.generate_problems("comparison__pair", 1, 50):
+    for p in generate_problems("comparison__pair", 1, 50):
         x, y = values(p.question)
         if p.question.startswith("Which"):
             pick = max if "smaller" not in p.question else min
@@ -434,7 +452,7 @@ def test_generated_conversions_are_correct() -> None:
         "microseconds": Fraction(1, 10**6),
         "nanoseconds": Fraction(1, 10**9),
     }
-    for p in mp.generate_problems("measurement__conversion", 1, 80):
+    for p in generate_problems("measurement__conversion", 1, 80):
         m = re.fullmatch(
             r"How many (\w+) are there in ([\d.]+) (\w+)\?", p.question
         ) or re.fullmatch(r"(?:What is|Convert) ([\d.]+) (\w+) (?:in|to) (\w+)[.?]", p.question)
@@ -447,13 +465,28 @@ def test_generated_conversions_are_correct() -> None:
 
 
 def test_missing_sources_give_an_actionable_error(tmp_path: Path) -> None:
-    with pytest.raises(mp.MissingSourceError, match="minipile fetch --sources"):
-        mp.SourceTree.open(tmp_path)
+    with pytest.raises(MissingSourceError, match="minipile fetch --sources"):
+        SourceTree.open(tmp_path)
     (tmp_path / "manifest.json").write_text("{}")
-    with pytest.raises(mp.MissingSourceError, match=r"(?s)'manpages'.*minipile fetch"):
-        mp.SourceTree.open(tmp_path).package("manpages")
-    assert mp.main(["build", "--sources", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(MissingSourceError, match=r"(?s)'manpages'.*minipile fetch"):
+        SourceTree.open(tmp_path).package("manpages")
+    assert main(["build", "--sources", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module", ["hullft.data.minipile_build", "hullft.data.minipile"])
+def test_command_line_runs_as_a_module(module: str, tmp_path: Path) -> None:
+    """Both spellings work: DATACARD.md documents ``python -m hullft.data.minipile``."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "build", "--sources", str(tmp_path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "minipile fetch --sources" in proc.stderr
+    assert not out.exists()
 
 
 # ---- rebuild from sources (slow) -------------------------------------------------------
@@ -461,17 +494,17 @@ def test_missing_sources_give_an_actionable_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_rebuild_from_sources_reproduces_committed_bytes(tmp_path: Path) -> None:
-    sources = mp.default_sources_dir()
+    sources = default_sources_dir()
     try:
-        tree = mp.SourceTree.open(sources)
-        for domain in mp.DOMAINS:
+        tree = SourceTree.open(sources)
+        for domain in DOMAINS:
             for package in domain.packages:
                 tree.package(package)
-        mp.groff_version()
-    except mp.MissingSourceError as err:
+        groff_version()
+    except MissingSourceError as err:
         pytest.skip(f"minipile sources not available: {err}")
-    drifted = {p: v for p, v in tree.versions.items() if v != mp.DEBIAN_PACKAGES.get(p)}
-    result = mp.build(sources, tmp_path, progress=False)
+    drifted = {p: v for p, v in tree.versions.items() if v != DEBIAN_PACKAGES.get(p)}
+    result = build(sources, tmp_path, progress=False)
     for split in mp.SPLITS:
         rebuilt = zstandard.ZstdDecompressor().decompress(result.files[split].read_bytes())
         committed = zstandard.ZstdDecompressor().decompress(mp.minipile_path(split).read_bytes())
