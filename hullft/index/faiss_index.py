@@ -226,6 +226,9 @@ def _prepare_training(index: Any, pq_bits: int) -> list[tuple[Any, Any]]:
     ivf.cp.min_points_per_centroid = 1
     pq = getattr(ivf, "pq", None)
     if pq is not None:
+        # index_factory turns on polysemous training (a slow annealing of code ids
+        # that only Hamming-filtered search uses); we never search that way.
+        ivf.do_polysemous_training = False
         pq.cp.seed = _TRAIN_SEED
         pq.cp.min_points_per_centroid = 1
     if isinstance(index, faiss.IndexPreTransform):
