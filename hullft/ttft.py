@@ -1,0 +1,552 @@
+"""Per-query test-time finetuning with gradient reuse (DESIGN.md §4.5).
+
+:class:`TTFTEngine` holds one model replica on one device. For every query it
+
+1. scores the query with the base weights (or takes that score from the caller,
+   so ``base`` is computed once per query and shared by all methods);
+2. builds a fresh optimizer and takes one step per multiset element, computing a
+   forward/backward only every r-th repeat of a sequence and otherwise stepping
+   again on the gradient that is still in ``.grad`` (no copies);
+3. scores the query with the adapted weights;
+4. restores the base weights from a snapshot on the same device with one
+   ``torch._foreach_copy_`` (no state-dict reload, no host round trip).
+
+Training sequences are ``[BOS] + tokens`` (the same document-start prefix that
+:mod:`hullft.bpb` scores with), truncated to ``max_length`` and run one at a time
+(batch size 1, as in the published procedure), so nothing is ever padded.
+
+Precision and kernels come from a :class:`RuntimePolicy`: on CUDA, bf16 autocast
+for training and fused optimizers (both switchable in :class:`FinetuneConfig`);
+on CPU, fp32 and the default optimizer kernels. The policy can be given
+explicitly, which is how the CUDA path (bf16 autocast, fused Adam) is exercised
+on CPU in the tests. Evaluation runs in fp32 by default on every device: it is a
+few forward passes per query and keeps BPB free of bf16 logit rounding.
+
+Why reused gradients stay exact:
+
+- no ``torch.optim`` optimizer used here writes to ``.grad``: coupled weight decay
+  (Adam, SGD) adds ``λ·θ`` out of place, the fused Adam/AdamW kernels store the
+  gradient back only when a ``GradScaler`` passes ``grad_scale`` (never here), and
+  SGD momentum starts from a clone;
+- gradient clipping *does* scale ``.grad`` in place, and clipping an already
+  clipped gradient again is not a no-op in floating point (``clip_grad_norm_``
+  divides by ``norm + 1e-6``). So the norm is clipped once, right after each
+  backward, and reused steps step on exactly that clipped gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+
+from hullft.bpb import (
+    BPBPlan,
+    BPBResult,
+    clean_text,
+    encode,
+    plan_bpb,
+    prefix_token_id,
+    resolve_max_length,
+    score_bpb,
+)
+from hullft.config import FinetuneConfig
+from hullft.reuse import check_counts, count_passes, reuse_schedule
+
+log = logging.getLogger(__name__)
+
+TTFTStatus = Literal["ok", "empty_query", "nonfinite_loss", "budget_exhausted"]
+"""How a query ended.
+
+- ``ok``: every planned step ran (or there was nothing to train on) and both
+  BPBs are finite;
+- ``empty_query``: the query is empty or whitespace-only; nothing was trained or
+  scored and both BPBs are NaN;
+- ``nonfinite_loss``: a training loss, or the BPB before or after, was NaN/inf;
+  finetuning stopped there, ``bpb_after`` is NaN and the weights were restored;
+- ``budget_exhausted``: ``time_budget_s`` ran out before the last step;
+  ``optimizer_steps < planned_steps`` and ``bpb_after`` scores the weights that
+  the steps taken produced. This is a valid result, not a failure.
+"""
+STATUSES: tuple[TTFTStatus, ...] = get_args(TTFTStatus)
+
+AutocastDtype = Literal["bfloat16"]
+
+
+@dataclass(frozen=True)
+class RuntimePolicy:
+    """Precision and optimizer kernels of an engine; derived from the config and
+    the device by :meth:`for_device` unless given explicitly."""
+
+    train_autocast: AutocastDtype | None = None
+    """Autocast dtype for training forward passes (``None`` = full precision)."""
+    eval_autocast: AutocastDtype | None = None
+    """Autocast dtype for scoring (``None`` = fp32 logits, the default everywhere)."""
+    fused: bool = False
+    """Fused optimizer kernel (one launch for all parameters)."""
+    foreach: bool | None = None
+    """Multi-tensor optimizer kernels when not fused (``None`` = PyTorch's choice)."""
+
+    @classmethod
+    def for_device(cls, config: FinetuneConfig, device: torch.device) -> RuntimePolicy:
+        """bf16 autocast and fused kernels on CUDA (as configured); fp32 elsewhere."""
+        cuda = device.type == "cuda"
+        return cls(
+            train_autocast="bfloat16" if cuda and config.bf16 else None,
+            eval_autocast=None,
+            fused=cuda and config.fused,
+        )
+
+
+def build_optimizer(
+    params: Sequence[torch.nn.Parameter], config: FinetuneConfig, policy: RuntimePolicy
+) -> torch.optim.Optimizer:
+    """A fresh optimizer over ``params`` as configured (no state carried over)."""
+    kernel: dict[str, Any] = {}
+    if policy.fused:
+        kernel["fused"] = True
+    elif policy.foreach is not None:
+        kernel["foreach"] = policy.foreach
+    if config.optimizer == "adam":
+        return torch.optim.Adam(
+            params,
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+            **kernel,
+        )
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params,
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+            **kernel,
+        )
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            **kernel,
+        )
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam, adamw or sgd")
+
+
+@dataclass(frozen=True)
+class TTFTResult:
+    """One query through the engine. Primitives only, so it pickles cheaply."""
+
+    status: TTFTStatus
+    """See :data:`TTFTStatus`."""
+    error: str | None
+    """What went wrong, for ``empty_query`` and ``nonfinite_loss``."""
+    bpb_before: float
+    """BPB of the query under the base weights (NaN for an empty query)."""
+    bpb_after: float
+    """BPB after finetuning (equal to ``bpb_before`` when no step ran; NaN when a
+    loss was non-finite)."""
+    query_bytes: int
+    """UTF-8 bytes of the query (the BPB denominator)."""
+    query_tokens: int
+    """Query tokens scored per evaluation."""
+    query_windows: int
+    """Forward-pass rows per evaluation (more than one for queries past the context)."""
+    query_replaced_chars: int
+    """Invalid UTF-8 in the query, replaced by U+FFFD."""
+    unique_sequences: int
+    """Distinct training sequences in the multiset."""
+    planned_steps: int
+    """N = Σ J_k: optimizer steps the multiset asks for."""
+    planned_passes: int
+    """Σ ⌈J_k / r⌉ over sequences with tokens: forward/backward passes planned."""
+    optimizer_steps: int
+    """Optimizer steps taken."""
+    fwd_bwd_passes: int
+    """Forward/backward passes taken."""
+    skipped_steps: int
+    """Steps not taken because their sequence has no tokens to train on."""
+    truncated_sequences: int
+    """Distinct training sequences cut at ``max_length`` tokens."""
+    train_replaced_chars: int
+    """Invalid UTF-8 in the training sequences, replaced by U+FFFD."""
+    tokens_trained: int
+    """Tokens through forward/backward passes (BOS included)."""
+    tokens_scored: int
+    """Tokens through evaluation forward passes in this call (BOS and window
+    context included; 0 for the before-score when ``base`` was given)."""
+    mean_train_loss: float
+    """Mean token cross-entropy (nats) over the passes taken; NaN if none."""
+    finetune_s: float
+    """Seconds tokenizing the multiset and taking the steps."""
+    evaluate_s: float
+    """Seconds scoring the query in this call (before, unless given, and after)."""
+    reset_s: float
+    """Seconds restoring the base weights."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the BPBs are meaningful (``ok`` or ``budget_exhausted``)."""
+        return self.status in ("ok", "budget_exhausted")
+
+
+@dataclass(frozen=True)
+class _Multiset:
+    """Training sequences of one query, on the device."""
+
+    sequences: tuple[torch.Tensor, ...]  # each (1, T), T <= max_length
+    counts: tuple[int, ...]  # J_k; 0 for sequences without tokens to train on
+    skipped_steps: int
+    truncated: int
+    replaced_chars: int
+
+
+@dataclass(frozen=True)
+class _Finetuned:
+    status: TTFTStatus
+    error: str | None
+    steps: int
+    passes: int
+    tokens: int
+    loss_sum: float
+
+
+class TTFTEngine:
+    """Finetunes one model replica per query and always hands it back unchanged.
+
+    The engine takes ownership of ``model``: it moves it to ``device``, snapshots
+    its trainable parameters and buffers there (one extra copy of the weights in
+    device memory) and restores that snapshot after every :meth:`run`, also when
+    finetuning raises. Do not move or replace the model's tensors afterwards.
+
+    ``max_length`` (default: the model's context) caps training sequences and is
+    the BPB window. ``policy`` overrides :meth:`RuntimePolicy.for_device`;
+    ``clock`` is the timer used for stage times and the time budget.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: FinetuneConfig,
+        device: str | torch.device,
+        max_length: int | None = None,
+        *,
+        policy: RuntimePolicy | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.config = config
+        self.policy = policy or RuntimePolicy.for_device(config, self.device)
+        self.max_length = resolve_max_length(max_length, model)
+        self.bos_id = prefix_token_id(tokenizer)
+        self._clock = clock
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        if not self._params:
+            raise ValueError("the model has no trainable parameters (requires_grad=False)")
+        odd = sorted({str(p.dtype) for p in self._params} - {"torch.float32"})
+        if odd:
+            log.warning(
+                "trainable parameters in %s: Adam on low-precision weights loses small "
+                "updates; load the model in fp32 (autocast handles bf16 compute)",
+                ", ".join(odd),
+            )
+        # Buffers are part of the snapshot too: some (e.g. dynamic RoPE frequencies)
+        # can change in a forward pass.
+        self._live = [*self._params, *model.buffers()]
+        with torch.no_grad():
+            self._snapshot = [t.detach().clone() for t in self._live]
+        self.model.eval()
+
+    # -- public API ---------------------------------------------------------
+
+    def evaluate(self, query: str | bytes) -> BPBResult:
+        """BPB of ``query`` under the current (base) weights: the ``base`` method."""
+        return self._score(self._plan(query))
+
+    def run(
+        self,
+        query: str | bytes,
+        texts: Sequence[str | bytes],
+        counts: Sequence[int],
+        *,
+        base: BPBResult | None = None,
+    ) -> TTFTResult:
+        """Finetune on the multiset (``texts[k]`` repeated ``counts[k]`` times, in
+        order), score ``query`` before and after, and restore the base weights.
+
+        ``base`` is :meth:`evaluate` of the same query; when given, it is used as
+        ``bpb_before`` instead of scoring again. Bad queries and non-finite losses
+        become a result with a status; mismatched ``texts``/``counts`` or negative
+        counts are caller bugs and raise ``ValueError``.
+        """
+        js = check_counts(counts)
+        if len(texts) != len(js):
+            raise ValueError(f"{len(texts)} texts but {len(js)} counts; give one count per text")
+        clock = self._clock
+        text, replaced = clean_text(query)
+        if not text.strip():
+            return self._result(
+                status="empty_query",
+                error="the query is empty or whitespace-only; there is nothing to score",
+                query_bytes=len(text.encode("utf-8")),
+                query_replaced_chars=replaced,
+                unique_sequences=len(texts),
+                planned_steps=sum(js),
+            )
+
+        with self._seeded():
+            t0 = clock()
+            plan = self._plan(query)
+            if base is None:
+                before = self._score(plan)
+            else:
+                self._check_base(base, plan)
+                before = base
+            evaluate_s = clock() - t0
+            common: dict[str, Any] = {
+                "bpb_before": before.bpb,
+                "query_bytes": plan.n_bytes,
+                "query_tokens": before.n_tokens,
+                "query_windows": len(plan.windows),
+                "query_replaced_chars": plan.replaced_chars,
+                "unique_sequences": len(texts),
+                "planned_steps": sum(js),
+                "tokens_scored": 0 if base is not None else before.n_input_tokens,
+            }
+            if not math.isfinite(before.bpb):
+                return self._result(
+                    status="nonfinite_loss",
+                    error=f"the base BPB of the query is {before.bpb}; the model is broken",
+                    evaluate_s=evaluate_s,
+                    **common,
+                )
+
+            t1 = clock()
+            multiset = self._prepare(texts, js)
+            common.update(
+                planned_passes=count_passes(multiset.counts, self.config.refresh_interval),
+                skipped_steps=multiset.skipped_steps,
+                truncated_sequences=multiset.truncated,
+                train_replaced_chars=multiset.replaced_chars,
+            )
+            done = _Finetuned("ok", None, 0, 0, 0, 0.0)
+            after: BPBResult | None = None
+            finetune_s = reset_s = 0.0
+            try:
+                done = self._finetune(multiset, t1)
+                self._synchronize()
+                finetune_s = clock() - t1
+                if done.status != "nonfinite_loss" and done.steps:
+                    t2 = clock()
+                    after = self._score(plan)
+                    evaluate_s += clock() - t2
+            finally:
+                t3 = clock()
+                self.reset()
+                reset_s = clock() - t3
+
+        status, error = done.status, done.error
+        if status == "nonfinite_loss":
+            bpb_after = math.nan
+        elif after is None:
+            # No step ran, so the weights were the base weights: nothing to rescore.
+            bpb_after = before.bpb
+        else:
+            bpb_after = after.bpb
+            common["tokens_scored"] += after.n_input_tokens
+            if not math.isfinite(bpb_after):
+                status = "nonfinite_loss"
+                error = f"the query BPB after {done.steps} steps is {bpb_after}"
+        return self._result(
+            status=status,
+            error=error,
+            bpb_after=bpb_after,
+            optimizer_steps=done.steps,
+            fwd_bwd_passes=done.passes,
+            tokens_trained=done.tokens,
+            mean_train_loss=done.loss_sum / done.passes if done.passes else math.nan,
+            finetune_s=finetune_s,
+            evaluate_s=evaluate_s,
+            reset_s=reset_s,
+            **common,
+        )
+
+    def reset(self) -> None:
+        """Copy the base weights and buffers back in place, on the device, and drop
+        the gradients. Safe to call at any time."""
+        with torch.no_grad():
+            torch._foreach_copy_(self._live, self._snapshot)
+        for p in self._params:
+            p.grad = None
+        self.model.eval()
+        self._synchronize()
+
+    # -- internals ----------------------------------------------------------
+
+    def _plan(self, query: str | bytes) -> BPBPlan:
+        return plan_bpb(
+            self.tokenizer, query, mode=self.config.bpb_mode, max_length=self.max_length
+        )
+
+    def _score(self, plan: BPBPlan) -> BPBResult:
+        return score_bpb(self.model, plan, autocast_dtype=_dtype(self.policy.eval_autocast))
+
+    def _check_base(self, base: BPBResult, plan: BPBPlan) -> None:
+        mine = (plan.mode, plan.max_length, plan.n_bytes)
+        theirs = (base.mode, base.max_length, base.n_bytes)
+        if mine != theirs:
+            raise ValueError(
+                f"base (mode, max_length, bytes) = {theirs} does not match this query "
+                f"{mine}; pass engine.evaluate(query) of the same query"
+            )
+
+    def _prepare(self, texts: Sequence[str | bytes], counts: list[int]) -> _Multiset:
+        """Tokenize each unique sequence once, prefix BOS, truncate, move to device."""
+        cleaned = [clean_text(t) for t in texts]
+        ids_list = encode(self.tokenizer, [s for s, _ in cleaned])
+        seqs, js = [], []
+        truncated = skipped = 0
+        for ids, j in zip(ids_list, counts, strict=True):
+            seq = [self.bos_id, *ids]
+            if len(seq) > self.max_length:
+                truncated += 1
+                seq = seq[: self.max_length]
+            if len(seq) < 2:  # no token to predict: the element's steps are skipped
+                skipped += j
+                j = 0
+            seqs.append(seq)
+            js.append(j)
+        # One host-to-device copy for the whole multiset, then views per sequence.
+        flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(self.device)
+        views = torch.split(flat, [len(s) for s in seqs]) if seqs else ()
+        return _Multiset(
+            sequences=tuple(v.unsqueeze(0) for v in views),
+            counts=tuple(js),
+            skipped_steps=skipped,
+            truncated=truncated,
+            replaced_chars=sum(n for _, n in cleaned),
+        )
+
+    def _loss(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy of one unpadded sequence (1, T)."""
+        # Autocast is entered per forward, never around the loop: its cache of bf16
+        # weight casts lives as long as the context and would go stale after the
+        # in-place optimizer updates.
+        with self._autocast(self.policy.train_autocast):
+            logits = self.model(input_ids=input_ids, use_cache=False).logits  # (1, T, V)
+        return F.cross_entropy(logits[0, :-1].float(), input_ids[0, 1:])
+
+    def _finetune(self, multiset: _Multiset, t_start: float) -> _Finetuned:
+        cfg = self.config
+        budget = cfg.time_budget_s
+        optimizer = build_optimizer(self._params, cfg, self.policy)
+        steps = passes = tokens = 0
+        loss_sum = 0.0
+        self.model.train()
+        try:
+            for step in reuse_schedule(multiset.counts, cfg.refresh_interval):
+                if budget is not None and self._clock() - t_start >= budget:
+                    return _Finetuned("budget_exhausted", None, steps, passes, tokens, loss_sum)
+                if step.fresh:
+                    input_ids = multiset.sequences[step.seq]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = self._loss(input_ids)
+                    loss.backward()
+                    # One host sync per pass: it guards the next step against a
+                    # non-finite gradient and keeps the budget clock honest on CUDA.
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        error = (
+                            f"training loss is {value} on sequence {step.seq} "
+                            f"after {steps} steps; finetuning stopped and the base "
+                            "weights were restored"
+                        )
+                        log.warning("%s", error)
+                        return _Finetuned("nonfinite_loss", error, steps, passes, tokens, loss_sum)
+                    if cfg.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(self._params, cfg.grad_clip)
+                    passes += 1
+                    tokens += input_ids.numel()
+                    loss_sum += value
+                # On a reused step .grad still holds the last fresh gradient.
+                optimizer.step()
+                steps += 1
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+            self.model.eval()
+        return _Finetuned("ok", None, steps, passes, tokens, loss_sum)
+
+    def _result(self, **fields: Any) -> TTFTResult:
+        defaults: dict[str, Any] = {
+            "error": None,
+            "bpb_before": math.nan,
+            "bpb_after": math.nan,
+            "query_bytes": 0,
+            "query_tokens": 0,
+            "query_windows": 0,
+            "query_replaced_chars": 0,
+            "unique_sequences": 0,
+            "planned_steps": 0,
+            "planned_passes": 0,
+            "optimizer_steps": 0,
+            "fwd_bwd_passes": 0,
+            "skipped_steps": 0,
+            "truncated_sequences": 0,
+            "train_replaced_chars": 0,
+            "tokens_trained": 0,
+            "tokens_scored": 0,
+            "mean_train_loss": math.nan,
+            "finetune_s": 0.0,
+            "evaluate_s": 0.0,
+            "reset_s": 0.0,
+        }
+        result = TTFTResult(**{**defaults, **fields})
+        log.debug(
+            "query done: %s bpb %.4f -> %.4f, %d/%d steps, %d passes",
+            result.status,
+            result.bpb_before,
+            result.bpb_after,
+            result.optimizer_steps,
+            result.planned_steps,
+            result.fwd_bwd_passes,
+        )
+        return result
+
+    def _autocast(self, dtype: AutocastDtype | None) -> contextlib.AbstractContextManager[Any]:
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_dtype(dtype))
+
+    @contextlib.contextmanager
+    def _seeded(self) -> Iterator[None]:
+        """Seed torch from ``config.seed`` for this query without disturbing the
+        caller's random state."""
+        devices: list[int] = []
+        if self.device.type == "cuda":
+            index = self.device.index
+            devices = [torch.cuda.current_device() if index is None else index]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed)
+            yield
+
+    def _synchronize(self) -> None:
+        """Wait for queued device work, so stage times measure the work itself."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _dtype(name: AutocastDtype | None) -> torch.dtype | None:
+    return None if name is None else getattr(torch, name)
