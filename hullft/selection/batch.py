@@ -1,0 +1,141 @@
+"""Batched selection: B queries per call, vectorised in torch on CPU or GPU.
+
+Entry point of :func:`hullft.selection.select_batch`. Each element's result equals the
+single-query method's (same algorithm, same tie-breaking, same stop rules); elements
+are independent, so results do not depend on the order of the batch. Pools are
+processed in chunks that keep the float64 working set bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import torch
+
+from hullft.config import SelectionConfig
+from hullft.selection.batch_fw import BatchFW, frank_wolfe_batch
+from hullft.selection.batch_integerize import integerize_batch, largest_remainder_batch
+from hullft.selection.batch_problem import (
+    BatchProblem,
+    prepare_batch,
+    resolve_device,
+    sort_key_rows,
+)
+from hullft.selection.batch_sift import sift_batch
+from hullft.selection.nearest import check_knn_n
+from hullft.selection.result import Selection
+from hullft.selection.sift_greedy import picks_to_selection
+
+# Bytes of one (B, K, K) float64 array per chunk. On the CPU this stays below glibc's
+# largest mmap threshold (32 MiB), so chunk after chunk reuses the same heap memory
+# instead of paying page faults for fresh mappings; on a GPU, chunks are larger.
+_CHUNK_BYTES = {"cpu": 24 * 2**20, "other": 1024 * 2**20}
+
+
+def chunk_size(K: int, d: int, device: torch.device) -> int:
+    if device.type == "cpu":  # rows stay with the per-element numpy problems
+        return max(1, _CHUNK_BYTES["cpu"] // (8 * K * K))
+    return max(1, _CHUNK_BYTES["other"] // (8 * K * max(K, d)))
+
+
+def run_batch(
+    method: str, pools: Any, queries: Any, cfg: SelectionConfig, *, device: Any = None
+) -> list[Selection]:
+    """Run registered ``method`` for pools (B, K, d) and queries (B, d); see select_batch."""
+    if not isinstance(cfg, SelectionConfig):
+        raise ValueError(f"cfg must be a SelectionConfig, got {type(cfg).__name__}")
+    dev = resolve_device(pools, device)
+    shape = tuple(pools.shape) if hasattr(pools, "shape") else np.shape(pools)
+    if len(shape) != 3:
+        raise ValueError(f"pools must be a 3-D (B, K, d) array, got shape {shape}")
+    B, K, d = (int(x) for x in shape)
+    if B == 0:
+        prepare_batch(pools, queries, dev)  # still reject malformed input
+        return []
+    out: list[Selection] = []
+    step = chunk_size(max(K, 1), max(d, 1), dev)
+    for start in range(0, B, step):
+        stop = min(B, start + step)
+        try:
+            bp = prepare_batch(pools[start:stop], queries[start:stop], dev, gram=method != "knn")
+        except ValueError as exc:
+            raise ValueError(_shift_batch_index(str(exc), start)) from None
+        out.extend(_METHODS[method](bp, cfg))
+    return out
+
+
+def _shift_batch_index(msg: str, offset: int) -> str:
+    """Rewrite 'batch element 3: ...' of a chunk into the index in the whole batch."""
+    return re.sub(
+        r"^batch element (\d+)", lambda m: f"batch element {int(m.group(1)) + offset}", msg
+    )
+
+
+def _knn(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
+    n = check_knn_n(cfg.n, bp.K)
+    key = sort_key_rows(bp.b)
+    if bp.canon is not None:
+        key = key.gather(1, bp.canon)  # copies rank exactly alike, so they stay in row order
+    top = torch.sort(-key, dim=1, stable=True).indices[:, :n].cpu().numpy()
+    ones = np.ones(n, dtype=np.int64)
+    return [Selection(indices=row, counts=ones) for row in top]
+
+
+def _sift(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
+    picks = sift_batch(bp, bp.gram(), cfg.n, cfg.sift_lambda).cpu().numpy()
+    return [picks_to_selection(row) for row in picks]
+
+
+def _fw(bp: BatchProblem, cfg: SelectionConfig) -> tuple[BatchFW, torch.Tensor]:
+    G = bp.gram()
+    return frank_wolfe_batch(bp, G, cfg.n, cfg.fw_max_iter, cfg.fw_tol), G
+
+
+def _to_selections(fw: BatchFW, counts: torch.Tensor | None, n: int) -> list[Selection]:
+    support = fw.support.cpu().numpy()
+    valid = fw.valid.cpu().numpy()
+    if counts is None:
+        weights = fw.weights.cpu().numpy()
+        return [
+            Selection(indices=s[v], counts=np.ones(int(v.sum()), dtype=np.int64), weights=w[v])
+            for s, v, w in zip(support, valid, weights, strict=True)
+        ]
+    cnt = counts.cpu().numpy()
+    out = []
+    for s, c in zip(support, cnt, strict=True):
+        keep = c > 0
+        out.append(Selection(indices=s[keep], counts=c[keep], weights=c[keep] / n))
+    return out
+
+
+def _hullft(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
+    fw, G = _fw(bp, cfg)
+    B = bp.B
+    ar = torch.arange(B, device=G.device)
+    S = fw.support
+    G_S = G[ar[:, None, None], S[:, :, None], S[:, None, :]]
+    w = fw.weights / fw.weights.sum(dim=1, keepdim=True)  # as integerize() renormalises
+    counts = integerize_batch(G_S, bp.b.gather(1, S), w, fw.valid, cfg.n, cfg.swap_passes)
+    return _to_selections(fw, counts, cfg.n)
+
+
+def _hullft_fw(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
+    fw, _ = _fw(bp, cfg)
+    return _to_selections(fw, None, cfg.n)
+
+
+def _hullft_round(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
+    fw, _ = _fw(bp, cfg)
+    w = fw.weights / fw.weights.sum(dim=1, keepdim=True)  # as largest_remainder() does
+    return _to_selections(fw, largest_remainder_batch(w, fw.valid, cfg.n), cfg.n)
+
+
+_METHODS = {
+    "knn": _knn,
+    "sift": _sift,
+    "hullft": _hullft,
+    "hullft_fw": _hullft_fw,
+    "hullft_round": _hullft_round,
+}

@@ -1,0 +1,66 @@
+"""HullFT selection: Frank–Wolfe, then geometric integerization (DESIGN.md §4.2-4.3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hullft.selection.fw import run_frank_wolfe
+from hullft.selection.integerization import integerize_problem
+from hullft.selection.problem import (
+    Gram,
+    check_float,
+    check_nonnegative_int,
+    check_positive_int,
+    prepare,
+)
+from hullft.selection.result import Selection
+from hullft.selection.rounding import largest_remainder
+
+
+def hullft_select(
+    pool: Any,
+    query: Any,
+    n: int,
+    *,
+    max_iter: int = 250,
+    tol: float = 1e-5,
+    swap_passes: int = 2,
+) -> Selection:
+    """HullFT: a multiset of exactly ``n`` pool rows whose mean approximates ``query``.
+
+    Frank–Wolfe with support at most ``n`` (:func:`frank_wolfe`), then geometric
+    integerization of its weights (:func:`integerize`); the result is the same as
+    ``integerize(pool, query, frank_wolfe(pool, query, n, ...), n, ...)`` but the
+    Gram columns computed by Frank–Wolfe are reused. ``weights = counts / n``.
+    """
+    n = check_positive_int("n", n)
+    max_iter = check_nonnegative_int("max_iter", max_iter)
+    tol = check_float("tol", tol, positive=False)
+    swap_passes = check_nonnegative_int("swap_passes", swap_passes)
+    problem = prepare(pool, query, gram_columns=n + 1)
+    gram = Gram(problem, n + 1)
+    fw = run_frank_wolfe(problem, gram, n, max_iter, tol)
+    w = fw.weights / fw.weights.sum()  # as integerize() renormalises its input
+    return integerize_problem(problem, gram.block(fw.support), fw.support, w, n, swap_passes)
+
+
+def hullft_fw(
+    pool: Any, query: Any, n: int, *, max_iter: int = 250, tol: float = 1e-5
+) -> Selection:
+    """Ablation: the Frank–Wolfe support (at most ``n`` rows), each row used once.
+
+    Without integerization the multiset has |support| <= n elements: fewer than ``n``
+    when Frank–Wolfe stops early (converged, max_iter, or a degenerate step).
+    """
+    n = check_positive_int("n", n)
+    max_iter = check_nonnegative_int("max_iter", max_iter)
+    tol = check_float("tol", tol, positive=False)
+    problem = prepare(pool, query, gram_columns=n + 1)
+    return run_frank_wolfe(problem, Gram(problem, n + 1), n, max_iter, tol).selection()
+
+
+def hullft_round(
+    pool: Any, query: Any, n: int, *, max_iter: int = 250, tol: float = 1e-5
+) -> Selection:
+    """Ablation: Frank–Wolfe weights rounded to ``n`` counts by largest remainder."""
+    return largest_remainder(hullft_fw(pool, query, n, max_iter=max_iter, tol=tol), n)
