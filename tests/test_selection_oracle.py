@@ -1,0 +1,383 @@
+"""Oracle tests: naive transcriptions of DESIGN.md §4 against hullft.selection.
+
+Each ``naive_*`` function below is a line-by-line transcription of the published
+procedure in R^d (no Gram tricks, no incremental updates), written for clarity over
+speed. Inner products use ``math.fsum`` so that identical rows score identically and
+"ties -> lowest index" is decided by the algorithm, not by BLAS rounding. The results
+must agree index for index (and count for count) with the fast implementations on
+random, clustered, tied and duplicated pools.
+
+``benchmarks/bench_selection.py`` times ``naive_frank_wolfe`` + ``naive_integerize``
+as the baseline a user would otherwise run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from hullft.selection import (
+    Selection,
+    frank_wolfe,
+    hullft_select,
+    integerize,
+    knn,
+    largest_remainder,
+    sift,
+    sift_sequence,
+)
+
+# ----------------------------------------------------------------------------------
+# Naive transcriptions of DESIGN.md §4.
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    return math.fsum(a * b)
+
+
+# Tie rule of hullft.selection.ties: within 1e-12 of the best is a tie (lowest index
+# wins); sorts compare values on a 1e-12 grid.
+TIE = 1e-12
+
+
+def first_best(values, tol=TIE):
+    """Lowest index whose value is within ``tol`` of the maximum."""
+    top = max(values)
+    return next(i for i, v in enumerate(values) if v >= top - tol)
+
+
+def grid(v):
+    return round(v * 1e12)
+
+
+def naive_knn(pool, query, n):
+    """§4.1: top-N rows by <x_i, t>, descending; ties -> lowest index."""
+    X, t = unit(pool), unit(query)
+    sims = [dot(x, t) for x in X]
+    return sorted(range(len(X)), key=lambda i: (-grid(sims[i]), i))[:n]
+
+
+def naive_frank_wolfe(pool, query, N, max_iter=250, tol=1e-5):
+    """§4.2, in R^d. Returns (support ordered by weight desc, renormalised weights)."""
+    X, t = unit(pool), unit(query)
+    K = len(X)
+    s0 = first_best([dot(x, t) for x in X])
+    w = np.zeros(K)
+    w[s0] = 1.0
+    c = X[s0].copy()
+    support = [s0]
+    for _ in range(max_iter):
+        r = t - c
+        if np.linalg.norm(r) < tol:
+            break
+        s = first_best([dot(x, r) for x in X])
+        d = X[s] - c
+        if d @ d < 1e-12:
+            break
+        gamma = min(max((r @ d) / (d @ d), 0.0), 1.0)
+        w = (1 - gamma) * w
+        w[s] += gamma
+        c = c + gamma * d
+        if s not in support:
+            support.append(s)
+        if len(support) >= N:
+            break
+    # Weight descending, ties -> lowest index; truncate to N; renormalise.
+    order = sorted(support, key=lambda i: (-grid(w[i]), i))[:N]
+    weights = np.array([w[i] for i in order])
+    return order, weights / weights.sum()
+
+
+def naive_loss(X, t, counts, N):
+    """L(c) = |t - sum_i (c_i / N) x_i|^2, computed directly in R^d."""
+    mean = sum((c / N) * x for c, x in zip(counts, X, strict=True))
+    r = t - mean
+    return float(r @ r)
+
+
+def naive_integerize(pool, query, support, weights, N, swap_passes=2):
+    """§4.3: floor, greedy fill, first-improvement swaps; returns (rows, counts)."""
+    X, t = unit(pool)[list(support)], unit(query)
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    m = len(support)
+    c = [math.floor(N * wi) for wi in w]
+    while sum(c) < N:
+        losses = [naive_loss(X, t, [ci + (k == i) for k, ci in enumerate(c)], N) for i in range(m)]
+        c[first_best([-L for L in losses])] += 1
+    for _ in range(swap_passes):
+        moved = False
+        sources = [i for i in range(m) if c[i] > 0]
+        for i in sources:
+            for j in range(m):
+                if j == i or c[i] == 0:
+                    continue
+                trial = c.copy()
+                trial[i] -= 1
+                trial[j] += 1
+                if naive_loss(X, t, c, N) - naive_loss(X, t, trial, N) > 1e-14:
+                    c = trial
+                    moved = True
+        if not moved:
+            break
+    rows = [s for s, ci in zip(support, c, strict=True) if ci > 0]
+    return rows, [ci for ci in c if ci > 0]
+
+
+def naive_largest_remainder(weights, N):
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    c = [math.floor(N * wi) for wi in w]
+    rem = [N * wi - math.floor(N * wi) for wi in w]
+    for i in sorted(range(len(w)), key=lambda i: (-grid(rem[i]), i))[: N - sum(c)]:
+        c[i] += 1
+    return c
+
+
+def naive_sift(pool, query, N, lam):
+    """§4.4, first form: argmin_x k(t,t) - k_A(t)^T (K_AA + lam I)^-1 k_A(t)."""
+    X, t = unit(pool), unit(query)
+    kern = np.array([[dot(a, b) for b in X] for a in X])
+    kt = np.array([dot(x, t) for x in X])
+    ktt = dot(t, t)
+    picks: list[int] = []
+    var_now = ktt
+    for _ in range(N):
+        var = []
+        for x in range(len(X)):
+            A = [*picks, x]
+            kA = kt[A]
+            var.append(ktt - kA @ np.linalg.solve(kern[np.ix_(A, A)] + lam * np.eye(len(A)), kA))
+        # argmin variance; ties: variance reductions within 1e-12 (relative) of the best
+        gains = [var_now - v for v in var]
+        x = first_best(gains, TIE * max(gains))
+        picks.append(x)
+        var_now = var[x]
+    return picks
+
+
+def naive_sift_conditional(pool, query, N, lam):
+    """§4.4, conditional-kernel form on the full (K+1) x (K+1) kernel of pool + {t}."""
+    X, t = unit(pool), unit(query)
+    Z = np.vstack([X, t])
+    kern = np.array([[dot(a, b) for b in Z] for a in Z])
+    K = len(X)
+    picks: list[int] = []
+    for _ in range(N):
+        gains = [kern[i, K] ** 2 / (kern[i, i] + lam) for i in range(K)]  # variance reduction
+        i = first_best(gains, TIE * max(gains))
+        picks.append(i)
+        kern = kern - np.outer(kern[:, i], kern[i, :]) / (kern[i, i] + lam)
+    return picks
+
+
+# ----------------------------------------------------------------------------------
+# Pools.
+
+
+def random_pool(rng, K, d):
+    return rng.standard_normal((K, d)), rng.standard_normal(d)
+
+
+def clustered_pool(rng, K, d, clusters=4, spread=0.15):
+    centres = rng.standard_normal((clusters, d))
+    X = centres[rng.integers(0, clusters, K)] + spread * rng.standard_normal((K, d))
+    t = centres[0] + spread * rng.standard_normal(d)
+    return X, t
+
+
+def duplicated_pool(rng, K, d):
+    """Rows drawn with replacement from a smaller set: many exact duplicates."""
+    base = rng.standard_normal((max(2, K // 3), d))
+    return base[rng.integers(0, len(base), K)], rng.standard_normal(d)
+
+
+def tied_pool(rng, K, d):
+    """Signed unit axes and sums of two: exact ties in every inner product."""
+    vecs = [np.eye(d)[i] * s for i in range(d) for s in (1, -1)]
+    vecs += [np.eye(d)[i] + np.eye(d)[j] for i in range(d) for j in range(i + 1, d)]
+    X = np.array(vecs)[rng.permutation(len(vecs))[:K]]
+    t = np.ones(d)
+    t[rng.integers(0, d)] = 2.0
+    return X, t
+
+
+POOLS = {
+    "random": random_pool,
+    "clustered": clustered_pool,
+    "duplicated": duplicated_pool,
+    "tied": tied_pool,
+}
+
+
+def cases(kind, n_cases, seed, K_range=(2, 40), d_range=(2, 16), N_range=(1, 20)):
+    rng = np.random.default_rng(seed)
+    for _ in range(n_cases):
+        K = int(rng.integers(*K_range))
+        d = int(rng.integers(*d_range))
+        if kind == "tied":
+            d = max(d, 3)
+            K = min(K, d * (d + 3) // 2)
+        N = int(rng.integers(*N_range))
+        X, t = POOLS[kind](rng, K, d)
+        yield X, t, N
+
+
+KINDS = sorted(POOLS)
+
+# ----------------------------------------------------------------------------------
+# Tests.
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_knn_matches_oracle(kind):
+    for X, t, N in cases(kind, 40, seed=1):
+        N = min(N, len(X))
+        assert knn(X, t, N).indices.tolist() == naive_knn(X, t, N)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frank_wolfe_matches_oracle(kind):
+    for X, t, N in cases(kind, 25, seed=2):
+        rows, weights = naive_frank_wolfe(X, t, N)
+        sel = frank_wolfe(X, t, N)
+        assert sel.indices.tolist() == rows
+        np.testing.assert_allclose(sel.weights, weights, rtol=0, atol=1e-9)
+        assert sel.counts.tolist() == [1] * len(rows)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hullft_matches_oracle(kind):
+    """Frank–Wolfe + integerization, both naive, against hullft_select (N up to 2K)."""
+    for X, t, N in cases(kind, 20, seed=3, N_range=(1, 30)):
+        rows, weights = naive_frank_wolfe(X, t, N)
+        want_rows, want_counts = naive_integerize(X, t, rows, weights, N)
+        sel = hullft_select(X, t, N)
+        assert sel.indices.tolist() == want_rows
+        assert sel.counts.tolist() == want_counts
+        assert sel.size == N
+
+
+@pytest.mark.parametrize("swap_passes", [0, 1, 2, 5])
+def test_integerize_matches_oracle_on_given_weights(swap_passes):
+    """integerize() on arbitrary convex weights, not only Frank–Wolfe's."""
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        K, d = int(rng.integers(2, 12)), int(rng.integers(2, 8))
+        X, t = clustered_pool(rng, K, d)
+        m = int(rng.integers(1, K + 1))
+        rows = rng.permutation(K)[:m]
+        w = rng.dirichlet(np.full(m, 0.5))
+        N = int(rng.integers(1, 25))
+        sel = Selection(indices=rows, counts=np.ones(m, dtype=np.int64), weights=w)
+        want_rows, want_counts = naive_integerize(X, t, rows.tolist(), w, N, swap_passes)
+        got = integerize(X, t, sel, N, swap_passes=swap_passes)
+        assert got.indices.tolist() == want_rows
+        assert got.counts.tolist() == want_counts
+
+
+def test_largest_remainder_matches_oracle():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        m = int(rng.integers(1, 10))
+        w = rng.dirichlet(np.ones(m)) if rng.random() < 0.7 else np.full(m, 1.0 / m)
+        N = int(rng.integers(1, 30))
+        sel = Selection(indices=np.arange(m), counts=np.ones(m, dtype=np.int64), weights=w)
+        want = naive_largest_remainder(w, N)
+        got = largest_remainder(sel, N)
+        assert got.indices.tolist() == [i for i in range(m) if want[i] > 0]
+        assert got.counts.tolist() == [c for c in want if c > 0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sift_matches_oracle(kind):
+    """Both forms of §4.4 agree with each other and with sift() (repeats included)."""
+    for i, (X, t, N) in enumerate(cases(kind, 12, seed=6, K_range=(1, 14), N_range=(1, 9))):
+        lam = (0.01, 0.2, 1.0)[i % 3]
+        picks = naive_sift(X, t, N, lam)
+        assert naive_sift_conditional(X, t, N, lam) == picks
+        assert sift_sequence(X, t, N, lam=lam).tolist() == picks
+        sel = sift(X, t, N, lam=lam)
+        assert sel.expand().tolist() == sorted(picks, key=picks.index)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sift_matches_conditional_oracle_larger(kind):
+    for i, (X, t, N) in enumerate(cases(kind, 6, seed=7, K_range=(20, 60), N_range=(10, 40))):
+        lam = (0.01, 0.2)[i % 2]
+        assert sift_sequence(X, t, N, lam=lam).tolist() == naive_sift_conditional(X, t, N, lam)
+
+
+def test_frank_wolfe_oracle_on_converging_case():
+    """The query inside the hull: Frank–Wolfe stops on tol, not on the support size."""
+    rng = np.random.default_rng(8)
+    X = unit(rng.standard_normal((6, 3)))
+    t = unit(0.5 * X[0] + 0.3 * X[1] + 0.2 * X[2])
+    for N in (3, 6, 50):
+        rows, weights = naive_frank_wolfe(X, t, N, tol=1e-3)
+        sel = frank_wolfe(X, t, N, tol=1e-3)
+        assert sel.indices.tolist() == rows
+        np.testing.assert_allclose(sel.weights, weights, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------------
+# Integerization against exhaustive search (reported, not only asserted).
+
+
+def compositions(N, m):
+    """(C(N+m-1, m-1), m) array of all c in Z_{>=0}^m with sum c = N (stars and bars)."""
+    rows = []
+    for cuts in itertools.combinations(range(N + m - 1), m - 1):
+        edges = np.array([-1, *cuts, N + m - 1])
+        rows.append(np.diff(edges) - 1)
+    return np.array(rows)
+
+
+def exhaustive_losses(Xs, t, N):
+    C = compositions(N, len(Xs))
+    R = t[None, :] - (C @ Xs) / N
+    return np.einsum("ij,ij->i", R, R)
+
+
+def test_integerize_vs_exhaustive_search(capsys):
+    """How close greedy fill + swaps gets to the best N-multiset over the FW support."""
+    rng = np.random.default_rng(9)
+    stats: dict[str, list[float]] = {"greedy+swap": [], "largest remainder": []}
+    n_cases = 400
+    for k in range(n_cases):
+        m, d = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+        make = (random_pool, clustered_pool)[k % 2]
+        X, t = make(rng, m, d)
+        N = int(rng.integers(2, 13))
+        fw = frank_wolfe(X, t, N)
+        S = fw.indices
+        Xs, tu = unit(X)[S], unit(t)
+        best = float(exhaustive_losses(Xs, tu, N).min())
+        for name, sel in (
+            ("greedy+swap", integerize(X, t, fw, N)),
+            ("largest remainder", largest_remainder(fw, N)),
+        ):
+            counts = dict(zip(sel.indices.tolist(), sel.counts.tolist(), strict=True))
+            L = naive_loss(Xs, tu, [counts.get(int(s), 0) for s in S], N)
+            assert best - 1e-12 <= L  # nothing beats the exhaustive optimum
+            stats[name].append((L - best) / max(best, 1e-300))
+    lines = ["", f"integerization vs exhaustive search ({n_cases} cases, m <= 6, N <= 12):"]
+    for name, gaps in stats.items():
+        g = np.array(gaps)
+        lines.append(
+            f"  {name:17s}: optimal in {np.mean(g <= 1e-9):6.1%} of cases, mean relative "
+            f"excess loss {g.mean():.1e}, worst {g.max():.1e}"
+        )
+    with capsys.disabled():
+        print("\n".join(lines))
+    greedy = np.array(stats["greedy+swap"])
+    assert np.mean(greedy <= 1e-9) >= 0.9
+    assert greedy.mean() <= np.mean(stats["largest remainder"])
