@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures.pile import make_records, tiny_config, write_jsonl, write_zst
+
 from hullft.config import EmbedderConfig, IndexConfig
 from hullft.embedder import HashingEmbedder
 from hullft.index import (
@@ -183,7 +183,7 @@ def test_mismatched_indexes_are_refused_with_a_rebuild_hint(tmp_path: Path, corp
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["format_version"] = 0
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexMismatchError, match="format version 0.*rebuild"):
+    with pytest.raises(IndexMismatchError, match=r"format version 0.*rebuild"):
         load_index(path)
     # overwrite replaces it with a current one.
     build_index(cfg, progress=False, overwrite=True)
@@ -213,7 +213,7 @@ def test_all_bad_inputs_fail_with_the_reasons(tmp_path: Path) -> None:
         build_index(tiny_config(tmp_path / "idx", [bad]), progress=False)
     good = write_jsonl(tmp_path / "good.jsonl", make_records(1))
     cfg = tiny_config(tmp_path / "idx2", [good])
-    with pytest.raises(EmptyCorpusError, match="matched nothing.*Alpha"):
+    with pytest.raises(EmptyCorpusError, match=r"matched nothing.*Alpha"):
         build_index(replace(cfg, data=replace(cfg.data, domains=("Typo",))), progress=False)
 
 
@@ -241,7 +241,7 @@ def test_ivf_pq_on_a_small_corpus_caps_its_parameters(
     assert index.manifest.index["nlist"] == n // 39
     assert index.manifest.index["pq_bits"] == 8
     assert "too many lists" in caplog.text
-    scores, ids = index.search(index.embeddings.get(np.arange(20)), 5)
+    _scores, ids = index.search(index.embeddings.get(np.arange(20)), 5)
     assert (ids[:, 0] == np.arange(20)).mean() >= 0.9  # exact re-ranking finds itself
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import pytest
+from fixtures.pile import make_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixtures.pile import make_records
 from hullft.data.sequencing import Sequencer
 from hullft.models import byte_tokenizer
 
@@ -37,7 +38,7 @@ def check_partition(seq: Sequencer, tok, text: str) -> None:
     data = text.encode()
     spans = seq.split(text)
     assert spans[0].start == 0 and spans[-1].end == len(data)
-    assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
     assert b"".join(data[s.start : s.end] for s in spans) == data
     for s in spans:
         piece = data[s.start : s.end].decode()  # cuts fall on character boundaries

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fixtures.pile import dump_jsonl, make_records, write_jsonl, write_parquet, write_zst
+
 from hullft.data.readers import (
     ReadStats,
     _split_lines,
@@ -130,7 +130,7 @@ def test_inputs_expand_sorted_and_refuse_typos(tmp_path: Path) -> None:
     assert len(expand_inputs([str(tmp_path / "a.jsonl"), str(tmp_path)])) == 3
     with pytest.raises(FileNotFoundError, match="does not exist"):
         expand_inputs([str(tmp_path / "nope.jsonl")])
-    with pytest.raises(FileNotFoundError, match="no .* file matches"):
+    with pytest.raises(FileNotFoundError, match=r"no .* file matches"):
         expand_inputs([str(tmp_path / "*.parquet")])
     with pytest.raises(ValueError, match="unsupported format"):
         expand_inputs([str(tmp_path / "notes.txt")])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures.pile import make_records, tiny_config, write_zst
+
 from hullft.data.sequencing import Span
 from hullft.data.stores import (
     EmbeddingStore,

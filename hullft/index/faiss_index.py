@@ -153,7 +153,11 @@ def fit_spec(cfg: IndexConfig, n: int, dim: int) -> IndexSpec:
             bits,
             _MIN_POINTS_PER_LIST * 2**bits,
         )
-    return IndexSpec("ivf_pq", dim, nlist=nlist, pq_m=cfg.pq_m, pq_bits=bits, opq=cfg.opq)
+    opq = cfg.opq
+    if opq and n < 256:
+        log.warning("OPQ needs >= 256 vectors to train; building IVF-PQ without it for %d", n)
+        opq = False
+    return IndexSpec("ivf_pq", dim, nlist=nlist, pq_m=cfg.pq_m, pq_bits=bits, opq=opq)
 
 
 def _training_rows(n: int, spec: IndexSpec) -> np.ndarray | None:
@@ -185,7 +189,7 @@ def build(
     if spec.kind == "hnsw":
         faiss.downcast_index(index).hnsw.efConstruction = spec.ef_construction
     rows = _training_rows(n, spec)
-    keep = _prepare_training(index, spec.pq_bits) if rows is not None else []
+    keep = _prepare_training(index) if rows is not None else []
     gpu_index = None
     if use_gpu and spec.kind != "flat":
         if spec.kind == "hnsw":
@@ -209,7 +213,7 @@ def build(
     return index
 
 
-def _prepare_training(index: Any, pq_bits: int) -> list[tuple[Any, Any]]:
+def _prepare_training(index: Any) -> list[tuple[Any, Any]]:
     """Fix the seed of every clustering FAISS runs while training (same index bytes on
     every rerun) and silence its per-sub-quantiser "please provide at least N training
     points" lines: :func:`fit_spec` already logged one warning for a small corpus.
@@ -235,7 +239,9 @@ def _prepare_training(index: Any, pq_bits: int) -> list[tuple[Any, Any]]:
         for i in range(index.chain.size()):
             vt = faiss.downcast_VectorTransform(index.chain.at(i))
             if isinstance(vt, faiss.OPQMatrix):
-                opq_pq = faiss.ProductQuantizer(vt.d_out, vt.M, pq_bits)
+                # OPQ's own training assumes 8-bit codes (other sizes corrupt memory in
+                # FAISS 1.x); fit_spec turns OPQ off below 256 vectors.
+                opq_pq = faiss.ProductQuantizer(vt.d_out, vt.M, 8)
                 opq_pq.cp.seed = _TRAIN_SEED
                 opq_pq.cp.min_points_per_centroid = 1
                 vt.pq = opq_pq
@@ -306,7 +312,6 @@ def set_search_params(
             inner.hnsw.efSearch = ef_search
 
 
-def serialized_bytes(index: Any) -> int:
-    faiss = _faiss()
-
-    return int(faiss.serialize_index(index).size)
+def serialize(index: Any) -> bytes:
+    """The index as FAISS writes it to disk."""
+    return bytes(_faiss().serialize_index(index))
