@@ -44,8 +44,6 @@ def run_batch(
     method: str, pools: Any, queries: Any, cfg: SelectionConfig, *, device: Any = None
 ) -> list[Selection]:
     """Run registered ``method`` for pools (B, K, d) and queries (B, d); see select_batch."""
-    if not isinstance(cfg, SelectionConfig):
-        raise ValueError(f"cfg must be a SelectionConfig, got {type(cfg).__name__}")
     dev = resolve_device(pools, device)
     shape = tuple(pools.shape) if hasattr(pools, "shape") else np.shape(pools)
     if len(shape) != 3:

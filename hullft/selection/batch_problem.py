@@ -158,6 +158,17 @@ def _prepare_numpy(pools: Any, queries: Any, dev: torch.device, gram: bool) -> B
     P = _as_array("pools", pools, 3, "(B, K, d)")
     Q = _as_array("queries", queries, 2, "(B, d)")
     K = _check_shapes(P.shape, Q.shape)
+    if P.shape[0] == 0:
+        return BatchProblem(
+            inv=torch.zeros(0, K, dtype=torch.float64, device=dev),
+            t=torch.zeros(0, P.shape[2], dtype=torch.float64, device=dev),
+            tt=torch.zeros(0, dtype=torch.float64, device=dev),
+            b=torch.zeros(0, K, dtype=torch.float64, device=dev),
+            kdiag=torch.zeros(0, K, dtype=torch.float64, device=dev),
+            canon=None,
+            dup=None,
+            problems=(),
+        )
     problems = []
     for i in range(P.shape[0]):
         try:

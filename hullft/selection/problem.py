@@ -202,7 +202,8 @@ def prepare(pool: Any, query: Any, *, gram_columns: int = 0) -> Problem:
         raise ValueError(f"query has dimension {t.shape[0]} but pool rows have dimension {d}")
     G = None
     if wants_full_gram(K, gram_columns):
-        G = X @ X.T  # numpy runs A @ A.T as one syrk: exactly symmetric
+        with np.errstate(over="ignore", invalid="ignore"):  # bad rows are caught just below
+            G = X @ X.T  # numpy runs A @ A.T as one syrk: exactly symmetric
         X2, inv, _ = row_inverse_norms("pool", X, sq=np.diagonal(G).copy())
         if X2 is not X:  # rows rescaled against overflow (rare): redo the product
             X = X2

@@ -115,9 +115,18 @@ def get_method(name: Any) -> Method:
     return method
 
 
+def _check_cfg(cfg: Any) -> SelectionConfig:
+    if not isinstance(cfg, SelectionConfig):
+        raise ValueError(
+            f"cfg must be a hullft.config.SelectionConfig, got {type(cfg).__name__}; "
+            "build one with build_config(SelectionConfig, {...})"
+        )
+    return cfg
+
+
 def select(method: str, pool: Any, query: Any, cfg: SelectionConfig) -> Selection:
     """Run selection method ``method`` for one query: pool (K, d), query (d,)."""
-    return get_method(method).select(pool, query, cfg)
+    return get_method(method).select(pool, query, _check_cfg(cfg))
 
 
 def select_batch(
@@ -134,4 +143,4 @@ def select_batch(
     ``pools`` if it is a tensor, else CPU). Element b of the result equals
     ``select(method, pools[b], queries[b], cfg)``.
     """
-    return get_method(method).select_batch(pools, queries, cfg, device)
+    return get_method(method).select_batch(pools, queries, _check_cfg(cfg), device)
