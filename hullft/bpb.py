@@ -31,6 +31,7 @@ always describe the same string.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import logging
 import math
@@ -83,6 +84,8 @@ class BPBResult:
     """How the texts were scored."""
     max_length: int
     """Context (tokens per window) used."""
+    fingerprint: str
+    """Digest of the scored texts, so a score can be matched to its query."""
     seconds: float
     """Wall time of tokenization and scoring."""
 
@@ -213,6 +216,7 @@ class BPBPlan:
     replaced_chars: int
     unscored_tokens: int
     truncated_texts: int
+    fingerprint: str
     seconds: float
 
 
@@ -234,7 +238,12 @@ def plan_bpb(
     cleaned = [clean_text(t) for t in items]
     strings = [s for s, _ in cleaned]
     replaced = sum(n for _, n in cleaned)
-    n_bytes = sum(len(s.encode("utf-8")) for s in strings)
+    encoded = [s.encode("utf-8") for s in strings]
+    n_bytes = sum(len(b) for b in encoded)
+    digest = hashlib.blake2b(digest_size=8)
+    for b in encoded:
+        digest.update(len(b).to_bytes(8, "little"))
+        digest.update(b)
 
     sequences: list[torch.Tensor] = []
     windows: list[Window] = []
@@ -268,6 +277,7 @@ def plan_bpb(
         replaced_chars=replaced,
         unscored_tokens=unscored,
         truncated_texts=truncated,
+        fingerprint=digest.hexdigest(),
         seconds=time.perf_counter() - t0,
     )
 
@@ -283,15 +293,27 @@ def _accepts_logits_to_keep(model: Any) -> bool:
         return False
 
 
-def _batches(windows: Sequence[Window], batch_size: int) -> Iterator[list[Window]]:
-    """Windows grouped by length (so rows stack without padding), ``batch_size`` at a time."""
+def _vocab_size(model: Any) -> int | None:
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    return int(size) if size else None
+
+
+def _batches(
+    windows: Sequence[Window], batch_size: int, max_logits: int | None
+) -> Iterator[list[Window]]:
+    """Windows grouped by length (so rows stack without padding), at most
+    ``batch_size`` rows and about ``max_logits`` fp32 logits at a time."""
     by_length: dict[int, list[Window]] = {}
     for w in windows:
         by_length.setdefault(w.end - w.begin, []).append(w)
     for length in sorted(by_length):
         group = by_length[length]
-        for i in range(0, len(group), batch_size):
-            yield group[i : i + batch_size]
+        rows = batch_size
+        if max_logits is not None:
+            # A row keeps logits for its scored positions (at most its length).
+            rows = max(1, min(batch_size, max_logits // length))
+        for i in range(0, len(group), rows):
+            yield group[i : i + rows]
 
 
 def score_bpb(
@@ -300,12 +322,15 @@ def score_bpb(
     *,
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
+    max_batch_logits: int = 1 << 24,
 ) -> BPBResult:
     """Score a :class:`BPBPlan` with ``model`` (on whatever device it lives).
 
     Runs in ``eval`` mode under ``inference_mode`` and restores the model's
     training flag. Log-probabilities are taken in fp32 and summed in fp64 on the
-    device; there is one host synchronisation, at the end.
+    device; there is one host synchronisation, at the end. Windows of equal length
+    share a forward pass, up to ``batch_size`` rows and about ``max_batch_logits``
+    logits (64 MB in fp32) so that large vocabularies stay within memory.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -318,7 +343,9 @@ def score_bpb(
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in _batches(plan.windows, batch_size):
+            vocab = _vocab_size(model)
+            max_rows_tokens = max_batch_logits // vocab if vocab else None
+            for batch in _batches(plan.windows, batch_size, max_rows_tokens):
                 rows = [plan.sequences[w.text][w.begin : w.end] for w in batch]
                 input_ids = torch.stack(rows).to(device, non_blocking=True)  # (B, T)
                 n_max = max(w.n_targets for w in batch)
@@ -361,6 +388,7 @@ def score_bpb(
         truncated_texts=plan.truncated_texts,
         mode=plan.mode,
         max_length=plan.max_length,
+        fingerprint=plan.fingerprint,
         seconds=plan.seconds + time.perf_counter() - t0,
     )
 

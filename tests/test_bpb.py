@@ -17,6 +17,7 @@ from hullft.bpb import (
     prefix_token_id,
     resolve_max_length,
     rolling_windows,
+    score_bpb,
 )
 from hullft.models import build_tiny_model
 
@@ -174,6 +175,10 @@ def test_batching_windows_does_not_change_the_result(tiny):
     many = bits_per_byte(model, tok, [LONG, *TEXTS], batch_size=16)
     assert many.nll_bits == pytest.approx(one.nll_bits, rel=1e-6)
     assert many.n_input_tokens == one.n_input_tokens
+    # A logits budget below one row still scores one row at a time.
+    plan = plan_bpb(tok, [LONG, *TEXTS], max_length=64)
+    capped = score_bpb(model, plan, batch_size=16, max_batch_logits=1)
+    assert capped.nll_bits == pytest.approx(one.nll_bits, rel=1e-6)
 
 
 def test_invalid_utf8_is_replaced_and_counted(tiny):
