@@ -405,12 +405,12 @@ class TTFTEngine:
         return score_bpb(self.model, plan, autocast_dtype=_dtype(self.policy.eval_autocast))
 
     def _check_base(self, base: BPBResult, plan: BPBPlan) -> None:
-        mine = (plan.mode, plan.max_length, plan.n_bytes)
-        theirs = (base.mode, base.max_length, base.n_bytes)
+        mine = (plan.fingerprint, plan.mode, plan.max_length)
+        theirs = (base.fingerprint, base.mode, base.max_length)
         if mine != theirs:
             raise ValueError(
-                f"base (mode, max_length, bytes) = {theirs} does not match this query "
-                f"{mine}; pass engine.evaluate(query) of the same query"
+                f"base (text digest, mode, max_length) = {theirs} does not match this "
+                f"query's {mine}; pass engine.evaluate(query) of the same query"
             )
 
     def _prepare(self, texts: Sequence[str | bytes], counts: list[int]) -> _Multiset:

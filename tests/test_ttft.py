@@ -498,6 +498,8 @@ def test_base_is_scored_once_and_shared():
     assert engine.run(QUERY, TEXTS, COUNTS, base=fake).bpb_before == 123.0
     with pytest.raises(ValueError, match="does not match"):
         engine.run("another query", TEXTS, COUNTS, base=base)
+    with pytest.raises(ValueError, match="does not match"):  # same length, other text
+        engine.run(QUERY.upper(), TEXTS, COUNTS, base=base)
     with pytest.raises(ValueError, match="does not match"):
         engine.run(QUERY, TEXTS, COUNTS, base=dataclasses.replace(base, mode="paper"))
 
