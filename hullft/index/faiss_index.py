@@ -297,8 +297,9 @@ def set_search_params(
     faiss = _faiss()
 
     if on_gpu:
-        if nprobe is not None and hasattr(index, "nprobe"):
-            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", min(nprobe, index.nlist))
+        if nprobe is not None:
+            # GpuParameterSpace reaches through pre-transforms (OPQ) to the GPU IVF.
+            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", nprobe)
         return
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None and nprobe is not None:

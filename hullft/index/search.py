@@ -70,6 +70,8 @@ class RetrievalIndex:
         self.kind: str = manifest.index["kind"]
         self.use_gpu = use_gpu
         self.nprobe = nprobe if nprobe is not None else search.get("nprobe")
+        if self.nprobe is not None and manifest.index.get("nlist"):
+            self.nprobe = min(self.nprobe, int(manifest.index["nlist"]))
         self.ef_search = ef_search if ef_search is not None else search.get("ef_search")
         rf = refine_factor if refine_factor is not None else search.get("refine_factor", 1)
         self.refine_factor = max(1, int(rf)) if self.kind == "ivf_pq" else 1
