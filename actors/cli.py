@@ -124,9 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.command == "index":
-            from hullft.index import build_index
+            from actors.driver import ensure_index
 
-            path = build_index(cfg)
+            path = ensure_index(cfg)
             print(f"index ready: {path}")
             return 0
         if args.command in ("run", "demo"):

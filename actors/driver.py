@@ -51,6 +51,7 @@ class RunSummary:
     rows_written: int
     failed_rows: int
     retried_queries: int
+    workers_replaced: int
     elapsed_s: float
     loop_s: float = 0.0
     """Seconds in the streaming loop (actor start-up and model loading included)."""
@@ -89,6 +90,7 @@ class _State:
     failed_rows: int = 0
     retried: set[str] = field(default_factory=set)
     processed: int = 0
+    replaced: int = 0
 
 
 def run_pipeline(
@@ -105,7 +107,6 @@ def run_pipeline(
     ``on_query_done`` is called with each query id once its rows are committed.
     """
     from hullft.data.queries import load_queries
-
     from hullft.report import print_corpus_table, summarize_run
 
     t_start = time.perf_counter()
@@ -114,7 +115,7 @@ def run_pipeline(
     _claim_run_dir(run_dir, cfg)
     sink = ResultSink(run_dir)
 
-    index_dir = _ensure_index(cfg)
+    index_dir = ensure_index(cfg)
     if demo:
         print_corpus_table(index_dir)
     queries = load_queries(cfg.queries)
@@ -155,6 +156,7 @@ def run_pipeline(
         rows_written=state.rows_written,
         failed_rows=state.failed_rows,
         retried_queries=len(state.retried),
+        workers_replaced=state.replaced,
         elapsed_s=time.perf_counter() - t_start,
         loop_s=loop_s,
         message=message,
@@ -196,7 +198,8 @@ def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> None:
     os.replace(tmp, meta)
 
 
-def _ensure_index(cfg: RunConfig) -> Path:
+def ensure_index(cfg: RunConfig) -> Path:
+    """Build (or find) the index, through Ray Data when ``index.distributed``."""
     from hullft.index import build_index
 
     if cfg.index.distributed:
@@ -287,7 +290,6 @@ def _process(
     spawn = _worker_factory(cfg, index_dir, plan, worker_cls)
     workers = [spawn(f"w{i}") for i in range(plan.num_workers)]
     max_replacements = plan.num_workers * cfg.cluster.max_attempts
-    replacements = 0
 
     to_search: deque[_Task] = deque(tasks)
     ready: deque[_Task] = deque()  # searched, waiting for a worker slot
@@ -407,8 +409,8 @@ def _process(
                                 w.worker_id,
                                 w.inflight,
                             )
-                            if replacements < max_replacements:
-                                replacements += 1
+                            if state.replaced < max_replacements:
+                                state.replaced += 1
                                 workers.append(spawn(f"w{len(workers)}"))
                         fail_or_retry(task, failure, str(exc))
                         continue

@@ -38,3 +38,10 @@ def smoke_config(index_dir: Path, output_dir: Path, overrides: Sequence[str] = (
             *overrides,
         ]
     )
+
+
+def ray_runtime_env() -> dict:
+    """Lets Ray workers import tests/fault_workers.py (fault-injecting workers)."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH", "")) if p)
+    return {"env_vars": {"PYTHONPATH": path}}
