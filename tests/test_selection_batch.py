@@ -1,9 +1,10 @@
 """select_batch: element b equals select(pools[b], queries[b]) on every path.
 
-Paths: the CPU default (per-element numpy preparation, vectorised torch loops), the
-all-torch preparation used on GPUs (forced on the CPU here with ``native=True``), and
-CUDA itself when present (``-m gpu``). Rows and counts must match exactly; weights up
-to rounding (numpy and torch sum in different orders).
+Paths: the vectorised CPU path (per-element numpy preparation, vectorised torch
+loops), the all-torch preparation used on GPUs (forced on the CPU here with
+``native=True``), the per-query loop that the CPU default picks for small n, and CUDA
+itself when present (``-m gpu``). Rows and counts must match exactly; weights up to
+rounding (numpy and torch sum in different orders).
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ CONFIGS = [
 def test_batched_equals_single(method, kind, B, K, d, n):
     P, Q = make_batch(kind, B, K, d, seed=B * K + n)
     cfg = SelectionConfig(methods=(method,), n=n, k=K)
-    got = select_batch(method, P, Q, cfg)
+    got = select_batch(method, P, Q, cfg, vectorised=True)
     assert len(got) == B
     for b in range(B):
         assert same(got[b], select(method, P[b], Q[b], cfg)), (b, got[b])
+    looped = select_batch(method, P, Q, cfg, vectorised=False)
+    assert looped == [select(method, P[b], Q[b], cfg) for b in range(B)]
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
@@ -88,12 +91,12 @@ def test_torch_preparation_path_equals_single(method, monkeypatch):
     monkeypatch.setattr(
         batch_mod,
         "prepare_batch",
-        lambda p, q, dev, gram=True: prepare_batch(p, q, dev, gram=gram, native=True),
+        lambda p, q, dev, **kw: prepare_batch(p, q, dev, native=True),
     )
     for kind, B, K, d, n in CONFIGS[:5]:
         P, Q = make_batch(kind, B, K, d, seed=7 + n)
         cfg = SelectionConfig(methods=(method,), n=n, k=K)
-        got = select_batch(method, P, Q, cfg)
+        got = select_batch(method, P, Q, cfg, vectorised=True)
         for b in range(B):
             assert same(got[b], select(method, P[b], Q[b], cfg)), (kind, b)
 
@@ -103,10 +106,35 @@ def test_chunking_does_not_change_results(monkeypatch):
 
     P, Q = make_batch("clustered", 7, 25, 6, seed=3)
     cfg = SelectionConfig(methods=METHOD_NAMES, n=9, k=25)
-    whole = {m: select_batch(m, P, Q, cfg) for m in METHOD_NAMES}
+    whole = {m: select_batch(m, P, Q, cfg, vectorised=True) for m in METHOD_NAMES}
     monkeypatch.setattr(batch_mod, "chunk_size", lambda K, d, device: 3)
     for m in METHOD_NAMES:
-        assert select_batch(m, P, Q, cfg) == whole[m]
+        assert select_batch(m, P, Q, cfg, vectorised=True) == whole[m]
+
+
+@pytest.mark.parametrize(
+    ("method", "K", "n", "vectorised"),
+    [
+        ("knn", 200, 10, True),
+        ("sift", 200, 10, False),
+        ("sift", 200, 25, True),
+        ("hullft", 200, 10, False),
+        ("hullft", 200, 24, True),
+        ("hullft_fw", 16, 1, True),
+    ],
+)
+def test_cpu_default_vectorises_where_the_gram_matrix_is_needed_anyway(
+    method, K, n, vectorised, monkeypatch
+):
+    import hullft.selection.batch as batch_mod
+
+    calls = []
+    monkeypatch.setattr(batch_mod, "_loop", lambda *a: calls.append("loop") or [])
+    monkeypatch.setattr(batch_mod, "prepare_batch", lambda *a, **kw: calls.append("vec") or None)
+    monkeypatch.setattr(batch_mod, "_METHODS", {method: lambda bp, cfg: []})
+    P, Q = make_batch("random", 2, K, 4, seed=0)
+    select_batch(method, P, Q, SelectionConfig(methods=(method,), n=n, k=K))
+    assert calls == (["vec"] if vectorised else ["loop"])
 
 
 def test_accepts_torch_tensors_and_low_precision():
@@ -115,7 +143,9 @@ def test_accepts_torch_tensors_and_low_precision():
     want = select_batch("hullft", P.astype(np.float32), Q.astype(np.float32), cfg)
     got = select_batch("hullft", torch.from_numpy(P).float(), torch.from_numpy(Q).float(), cfg)
     assert got == want
-    half = select_batch("sift", torch.from_numpy(P).half(), Q.astype(np.float16), cfg)
+    half = select_batch(
+        "sift", torch.from_numpy(P).half(), Q.astype(np.float16), cfg, vectorised=True
+    )
     for b in range(4):
         assert half[b] == select("sift", P[b].astype(np.float16), Q[b].astype(np.float16), cfg)
 
@@ -136,5 +166,6 @@ def test_cuda_equals_single(method):
         P, Q = make_batch(kind, B, K, d, seed=11 + n)
         cfg = SelectionConfig(methods=(method,), n=n, k=K)
         got = select_batch(method, torch.from_numpy(P).cuda(), torch.from_numpy(Q).cuda(), cfg)
+        assert got == select_batch(method, P, Q, cfg, device="cuda")
         for b in range(B):
             assert same(got[b], select(method, P[b], Q[b], cfg)), (kind, b)

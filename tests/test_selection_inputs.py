@@ -290,10 +290,19 @@ def test_batched_errors_count_across_chunks(batch, monkeypatch):
         (lambda P, Q: (P.astype(np.int8), Q), "pools must hold floating-point.*int8"),
     ],
 )
-def test_batched_shape_and_dtype_errors(batch, make, message):
+@pytest.mark.parametrize("vectorised", [True, False])
+def test_batched_shape_and_dtype_errors(batch, make, message, vectorised):
     P, Q = make(*batch)
     with pytest.raises(ValueError, match=message):
-        select_batch("hullft", P, Q, SelectionConfig(n=2, k=6))
+        select_batch("hullft", P, Q, SelectionConfig(n=2, k=6), vectorised=vectorised)
+
+
+def test_looped_batch_errors_name_the_element(batch):
+    P, Q = batch
+    P = P.copy()
+    P[1, 4] = 0.0
+    with pytest.raises(ValueError, match=r"batch element 1: pool has all-zero rows \[4\]"):
+        select_batch("sift", P, Q, SelectionConfig(n=2, k=6), vectorised=False)
 
 
 def test_batched_knn_needs_n_at_most_k(batch):

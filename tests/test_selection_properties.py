@@ -246,8 +246,8 @@ def test_batch_results_do_not_depend_on_batch_order(B, K, d, n, method, rnd, kin
     n = min(n, K) if method == "knn" else n
     cfg = SelectionConfig(methods=(method,), n=n, k=K)
     perm = np.array(rnd.sample(range(B), B))
-    base = select_batch(method, P, Q, cfg)
-    permuted = select_batch(method, P[perm], Q[perm], cfg)
+    base = select_batch(method, P, Q, cfg, vectorised=True)
+    permuted = select_batch(method, P[perm], Q[perm], cfg, vectorised=True)
     assert permuted == [base[i] for i in perm]
     for b in range(B):
         assert same(base[b], select(method, P[b], Q[b], cfg))

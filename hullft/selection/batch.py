@@ -19,12 +19,16 @@ from hullft.selection.batch_fw import BatchFW, frank_wolfe_batch
 from hullft.selection.batch_integerize import integerize_batch, largest_remainder_batch
 from hullft.selection.batch_problem import (
     BatchProblem,
+    as_host_array,
+    check_batch_shapes,
     prepare_batch,
     resolve_device,
     sort_key_rows,
 )
 from hullft.selection.batch_sift import sift_batch
 from hullft.selection.nearest import check_knn_n
+from hullft.selection.problem import wants_full_gram
+from hullft.selection.registry import get_method
 from hullft.selection.result import Selection
 from hullft.selection.sift_greedy import picks_to_selection
 
@@ -41,7 +45,13 @@ def chunk_size(K: int, d: int, device: torch.device) -> int:
 
 
 def run_batch(
-    method: str, pools: Any, queries: Any, cfg: SelectionConfig, *, device: Any = None
+    method: str,
+    pools: Any,
+    queries: Any,
+    cfg: SelectionConfig,
+    *,
+    device: Any = None,
+    vectorised: bool | None = None,
 ) -> list[Selection]:
     """Run registered ``method`` for pools (B, K, d) and queries (B, d); see select_batch."""
     dev = resolve_device(pools, device)
@@ -52,15 +62,56 @@ def run_batch(
     if B == 0:
         prepare_batch(pools, queries, dev)  # still reject malformed input
         return []
+    if vectorised is None:
+        vectorised = dev.type != "cpu" or _gram_bound(method, K, cfg.n)
+    if not vectorised:
+        return _loop(method, pools, queries, cfg)
     out: list[Selection] = []
     step = chunk_size(max(K, 1), max(d, 1), dev)
+    gram = method != "knn"
+    # One host buffer for every chunk's Gram matrices (CPU path): fresh memory costs a
+    # page fault per 4 KiB on first touch, about as much as filling it.
+    host = np.empty((min(step, B), K, K)) if gram and dev.type == "cpu" else None
     for start in range(0, B, step):
         stop = min(B, start + step)
         try:
-            bp = prepare_batch(pools[start:stop], queries[start:stop], dev, gram=method != "knn")
+            bp = prepare_batch(
+                pools[start:stop],
+                queries[start:stop],
+                dev,
+                gram=gram,
+                gram_out=None if host is None else host[: stop - start],
+            )
         except ValueError as exc:
             raise ValueError(_shift_batch_index(str(exc), start)) from None
         out.extend(_METHODS[method](bp, cfg))
+    return out
+
+
+def _gram_bound(method: str, K: int, n: int) -> bool:
+    """Whether the single-query code would compute the whole Gram matrix too.
+
+    The vectorised path always works from the full (B, K, K) Gram matrix; the
+    single-query path computes only the columns it uses when there are few (small n).
+    On a CPU the vectorised loops save Python overhead but not BLAS time, so they only
+    pay off where both compute the same Gram matrix (and for kNN, which needs none).
+    """
+    if method == "knn":
+        return True
+    return wants_full_gram(K, n if method == "sift" else n + 1)
+
+
+def _loop(method: str, pools: Any, queries: Any, cfg: SelectionConfig) -> list[Selection]:
+    P = as_host_array("pools", pools, 3, "(B, K, d)")
+    Q = as_host_array("queries", queries, 2, "(B, d)")
+    check_batch_shapes(P.shape, Q.shape)
+    single = get_method(method).single
+    out = []
+    for i in range(P.shape[0]):
+        try:
+            out.append(single(P[i], Q[i], cfg))
+        except ValueError as exc:
+            raise ValueError(f"batch element {i}: {exc}") from None
     return out
 
 

@@ -38,14 +38,15 @@ def frank_wolfe_batch(
     ar = torch.arange(B, device=dev)
     b, tt = bp.b, bp.tt
     diag = torch.diagonal(G, dim1=1, dim2=2)
-    neg_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=dev)
-    P = b[:, None, :] - G  # P[:, s] = b - G[:, s] (G symmetric): the score after w = e_s
+    dup = bp.dup
 
-    first = b if bp.dup is None else torch.where(bp.dup, neg_inf, b)
+    # As in run_frank_wolfe: score = <x_i, r> = alpha * u, with p_s = b - G[:, s] the
+    # score vector of the vertex s (G is symmetric, so G[ar, s] is that column).
+    first = b if dup is None else torch.where(dup, -torch.inf, b)
     s = first_max_rows(first, TIE_ATOL)
-    u = P[ar, s].clone()
-    if bp.dup is not None:
-        u = torch.where(bp.dup, neg_inf, u)
+    u = b - G[ar, s]
+    if dup is not None:
+        u = torch.where(dup, -torch.inf, u)
     alpha = torch.ones(B, dtype=torch.float64, device=dev)
     v = torch.zeros(B, K, dtype=torch.float64, device=dev)
     v[ar, s] = 1.0
@@ -55,49 +56,47 @@ def frank_wolfe_batch(
     tc = b[ar, s]
     cc = diag[ar, s]
     active = torch.ones(B, dtype=torch.bool, device=dev)
-    tol2 = tol * tol
+    near_sq = 4.0 * (tol * tol)
 
     for _ in range(max_iter):
         if not bool(active.any()):
             break
         rr = tt - 2.0 * tc + cc
-        near = active & (rr < 4.0 * tol2)
+        near = active & (rr < near_sq)
         if bool(near.any()):
-            active = active & ~_residual_below(bp, near, alpha, v, tol)
+            active &= ~_residual_below(bp, near, alpha, v, tol)
         s = first_max_rows(u, TIE_ATOL / alpha)
         b_s = b[ar, s]
         g_s = b_s - alpha * u[ar, s]
         dd = diag[ar, s] - 2.0 * g_s + cc
-        active = active & ~(dd < _MIN_STEP_SQ)
-        rd = b_s - tc - g_s + cc
-        gamma = torch.where(active, torch.clamp(rd / dd, 0.0, 1.0), 0.0)
-
-        jump = active & (gamma == 1.0)
-        step = active & (gamma > 0.0) & (gamma < 1.0)
+        active &= dd >= _MIN_STEP_SQ
+        # Stopped elements get gamma = 0, which leaves every quantity below unchanged.
+        gamma = torch.where(active, torch.clamp((b_s - tc - g_s + cc) / dd, 0.0, 1.0), 0.0)
+        p_s = b - G[ar, s]
         new_alpha = alpha * (1.0 - gamma)
-        fold = step & (new_alpha < _RESCALE_BELOW)
+        jump = gamma == 1.0  # the iterate jumps onto the vertex: w = e_s
+        fold = (new_alpha < _RESCALE_BELOW) & ~jump
         if bool(fold.any()):
             u = torch.where(fold[:, None], u * alpha[:, None], u)
             v = torch.where(fold[:, None], v * alpha[:, None], v)
             new_alpha = torch.where(fold, 1.0 - gamma, new_alpha)
-        alpha = torch.where(step, new_alpha, alpha)
-        coef = torch.where(step, gamma / alpha, 0.0)
-        u = u + coef[:, None] * P[ar, s]
-        v[ar, s] += coef
         if bool(jump.any()):
-            reset = P[ar, s]
-            if bp.dup is not None:
-                reset = torch.where(bp.dup, neg_inf, reset)
+            reset = p_s if dup is None else torch.where(dup, -torch.inf, p_s)
             u = torch.where(jump[:, None], reset, u)
             v = torch.where(jump[:, None], 0.0, v)
             v[ar[jump], s[jump]] = 1.0
-            alpha = torch.where(jump, 1.0, alpha)
-
-        cc = torch.where(active, cc + 2.0 * gamma * (g_s - cc) + gamma * gamma * dd, cc)
-        tc = torch.where(active, tc + gamma * (b_s - tc), tc)
+            coef = torch.where(jump, 0.0, gamma / new_alpha)
+            alpha = torch.where(jump, 1.0, new_alpha)
+        else:
+            coef = gamma / new_alpha
+            alpha = new_alpha
+        u = u + coef[:, None] * p_s
+        v[ar, s] += coef
+        cc = cc + 2.0 * gamma * (g_s - cc) + gamma * gamma * dd
+        tc = tc + gamma * (b_s - tc)
         n_support += (active & ~in_support[ar, s]).to(torch.int64)
         in_support[ar, s] |= active
-        active = active & (n_support < max_support)
+        active &= n_support < max_support
 
     # Weight descending, ties (1e-12 grid) -> lowest row (stable sort); truncate.
     w = alpha[:, None] * v

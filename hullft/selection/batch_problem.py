@@ -21,11 +21,10 @@ import torch
 
 from hullft.selection.problem import (
     SQ_NORM_RANGE,
-    Gram,
-    Problem,
     as_float64,
     canonical_rows,
     prepare,
+    row_inverse_norms,
 )
 from hullft.selection.ties import GRID
 
@@ -49,9 +48,11 @@ class BatchProblem:
     dup: torch.Tensor | None
     """(B, K) True on rows that repeat an earlier row, or ``None``."""
     X: torch.Tensor | None = None
-    """(B, K, d) rows as given (torch path)."""
-    problems: tuple[Problem, ...] | None = None
-    """The single-query problems (numpy path)."""
+    """(B, K, d) rows as float64 (torch path)."""
+    raw: np.ndarray | None = None
+    """(B, K, d) rows as given, any float dtype (numpy path; for the rare exact residual)."""
+    G_host: np.ndarray | None = None
+    """(B, K, K) Gram matrices prepared with the rows (numpy path)."""
 
     @property
     def B(self) -> int:
@@ -63,13 +64,9 @@ class BatchProblem:
 
     def gram(self) -> torch.Tensor:
         """(B, K, K) G[i, j] = <x_i, x_j> / (|x_i| |x_j|), exactly symmetric."""
-        if self.problems is not None:
-            G = torch.empty(self.B, self.K, self.K, dtype=torch.float64)
-            Gn = G.numpy()
-            for i, p in enumerate(self.problems):
-                Gn[i] = p.G if p.G is not None else Gram(p, p.K).matrix()
-            return G.to(self.b.device)
-        assert self.X is not None
+        if self.G_host is not None:
+            return torch.from_numpy(self.G_host).to(self.b.device)
+        assert self.X is not None, "prepare_batch(..., gram=False) has no Gram matrix"
         G = torch.bmm(self.X, self.X.transpose(1, 2))
         G = 0.5 * (G + G.transpose(1, 2))  # bmm need not round G_ij and G_ji alike
         return G * (self.inv[:, :, None] * self.inv[:, None, :])
@@ -79,12 +76,14 @@ class BatchProblem:
 
         ``w`` is (len(rows), K), zero outside the support.
         """
-        if self.problems is not None:
+        if self.raw is not None:
+            inv, t = self.inv.cpu().numpy(), self.t.cpu().numpy()
             out = []
             for i, wi in zip(rows.tolist(), w.cpu().numpy(), strict=True):
-                p = self.problems[i]
+                # The same float64 rows (rescaled alike, if at all) as prepare() saw.
+                X, _, _ = row_inverse_norms("pool", as_float64("pool", self.raw[i], 2, ""))
                 idx = np.flatnonzero(wi)
-                r = p.t - (wi[idx] * p.inv[idx]) @ p.X[idx]
+                r = t[i] - (wi[idx] * inv[i, idx]) @ X[idx]
                 out.append(float(np.sqrt(r @ r)))
             return torch.tensor(out, dtype=torch.float64, device=w.device)
         assert self.X is not None
@@ -118,20 +117,22 @@ def prepare_batch(
     device: Any = None,
     *,
     gram: bool = True,
+    gram_out: np.ndarray | None = None,
     native: bool | None = None,
 ) -> BatchProblem:
     """Check pools (B, K, d) and queries (B, d) and build the :class:`BatchProblem`.
 
-    ``gram``: whether the method will use the Gram matrix (prepared along, on the CPU).
+    ``gram``: whether the method will use the Gram matrix (prepared along, on the CPU,
+    into ``gram_out`` (B, K, K) if given: reusing one buffer saves page faults).
     ``native=True`` forces the vectorised torch path on the CPU too (for the tests).
     """
     dev = resolve_device(pools, device)
     if native or (native is None and dev.type != "cpu"):
         return _prepare_torch(pools, queries, dev)
-    return _prepare_numpy(pools, queries, dev, gram)
+    return _prepare_numpy(pools, queries, dev, gram, gram_out)
 
 
-def _check_shapes(xs: tuple[int, ...], ts: tuple[int, ...]) -> int:
+def check_batch_shapes(xs: tuple[int, ...], ts: tuple[int, ...]) -> int:
     """Check (B, K, d) against (B, d); return K."""
     B, K, d = xs
     if ts[0] != B:
@@ -154,50 +155,54 @@ def _not_float(name: str, dtype: Any) -> ValueError:
 # -- numpy path (CPU) ------------------------------------------------------------------
 
 
-def _prepare_numpy(pools: Any, queries: Any, dev: torch.device, gram: bool) -> BatchProblem:
-    P = _as_array("pools", pools, 3, "(B, K, d)")
-    Q = _as_array("queries", queries, 2, "(B, d)")
-    K = _check_shapes(P.shape, Q.shape)
-    if P.shape[0] == 0:
-        return BatchProblem(
-            inv=torch.zeros(0, K, dtype=torch.float64, device=dev),
-            t=torch.zeros(0, P.shape[2], dtype=torch.float64, device=dev),
-            tt=torch.zeros(0, dtype=torch.float64, device=dev),
-            b=torch.zeros(0, K, dtype=torch.float64, device=dev),
-            kdiag=torch.zeros(0, K, dtype=torch.float64, device=dev),
-            canon=None,
-            dup=None,
-            problems=(),
-        )
-    problems = []
-    for i in range(P.shape[0]):
+def _prepare_numpy(
+    pools: Any, queries: Any, dev: torch.device, gram: bool, gram_out: np.ndarray | None
+) -> BatchProblem:
+    P = as_host_array("pools", pools, 3, "(B, K, d)")
+    Q = as_host_array("queries", queries, 2, "(B, d)")
+    K = check_batch_shapes(P.shape, Q.shape)
+    B, d = P.shape[0], P.shape[2]
+    inv, b, kdiag = (np.empty((B, K)) for _ in range(3))
+    t, tt = np.empty((B, d)), np.empty(B)
+    canon: np.ndarray | None = None
+    G = None
+    if gram:
+        G = gram_out if gram_out is not None else np.empty((B, K, K))
+        if G.shape != (B, K, K) or G.dtype != np.float64:
+            raise ValueError(f"gram_out must be float64 of shape {(B, K, K)}, got {G.shape}")
+    for i in range(B):
+        # One element at a time, keeping nothing of size K x d: the float64 copy of a
+        # pool is freed before the next is made, so it reuses warm memory.
         try:
-            problems.append(prepare(P[i], Q[i], gram_columns=K if gram else 0))
+            p = prepare(P[i], Q[i], gram_columns=K if gram else 0)
         except ValueError as exc:
             raise ValueError(f"batch element {i}: {exc}") from None
+        inv[i], b[i], kdiag[i], t[i], tt[i] = p.inv, p.b, p.kdiag, p.t, p.tt
+        if G is not None:
+            G[i] = p.G
+        if p.canon is not None:
+            if canon is None:
+                canon = np.tile(np.arange(K), (B, 1))
+            canon[i] = p.canon
 
-    def stack(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.stack([getattr(p, name) for p in problems])).to(dev)
+    def put(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(dev)
 
-    canon = None
-    if any(p.canon is not None for p in problems):
-        ar = np.arange(K)
-        canon = torch.from_numpy(
-            np.stack([ar if p.canon is None else p.canon for p in problems])
-        ).to(dev)
+    canon_t = None if canon is None else put(canon)
     return BatchProblem(
-        inv=stack("inv"),
-        t=stack("t"),
-        tt=torch.tensor([p.tt for p in problems], dtype=torch.float64, device=dev),
-        b=stack("b"),
-        kdiag=stack("kdiag"),
-        canon=canon,
-        dup=None if canon is None else canon != torch.arange(K, device=dev)[None, :],
-        problems=tuple(problems),
+        inv=put(inv),
+        t=put(t),
+        tt=put(tt),
+        b=put(b),
+        kdiag=put(kdiag),
+        canon=canon_t,
+        dup=None if canon_t is None else canon_t != torch.arange(K, device=dev)[None, :],
+        raw=P,
+        G_host=G,
     )
 
 
-def _as_array(name: str, a: Any, ndim: int, shape_doc: str) -> np.ndarray:
+def as_host_array(name: str, a: Any, ndim: int, shape_doc: str) -> np.ndarray:
     """Dtype and rank checked, but not yet converted (elements convert one by one)."""
     if isinstance(a, torch.Tensor):
         if not torch.is_floating_point(a):
@@ -219,7 +224,7 @@ def _as_array(name: str, a: Any, ndim: int, shape_doc: str) -> np.ndarray:
 def _prepare_torch(pools: Any, queries: Any, dev: torch.device) -> BatchProblem:
     X = _as_tensor("pools", pools, 3, "(B, K, d)", dev)
     T = _as_tensor("queries", queries, 2, "(B, d)", dev)
-    K = _check_shapes(tuple(X.shape), tuple(T.shape))
+    K = check_batch_shapes(tuple(X.shape), tuple(T.shape))
     X, inv, sq = _inverse_norms("pool", X)
     T3, t_inv, _ = _inverse_norms("query", T[:, None, :], rows_label=False)
     t = T3[:, 0, :] * t_inv

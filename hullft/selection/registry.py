@@ -40,11 +40,16 @@ class Method:
         return self.single(pool, query, cfg)
 
     def select_batch(
-        self, pools: Any, queries: Any, cfg: SelectionConfig, device: Any = None
+        self,
+        pools: Any,
+        queries: Any,
+        cfg: SelectionConfig,
+        device: Any = None,
+        vectorised: bool | None = None,
     ) -> list[Selection]:
         from hullft.selection.batch import run_batch  # torch is imported only here
 
-        return run_batch(self.name, pools, queries, cfg, device=device)
+        return run_batch(self.name, pools, queries, cfg, device=device, vectorised=vectorised)
 
 
 def _knn(pool: Any, query: Any, cfg: SelectionConfig) -> Selection:
@@ -136,11 +141,19 @@ def select_batch(
     cfg: SelectionConfig,
     *,
     device: Any = None,
+    vectorised: bool | None = None,
 ) -> list[Selection]:
     """Run ``method`` for B queries at once: pools (B, K, d), queries (B, d).
 
-    Vectorised over the batch in torch (float64) on ``device`` (default: the device of
-    ``pools`` if it is a tensor, else CPU). Element b of the result equals
-    ``select(method, pools[b], queries[b], cfg)``.
+    Element b of the result equals ``select(method, pools[b], queries[b], cfg)`` (same
+    rows and counts; weights up to rounding), independently of the rest of the batch.
+
+    ``device``: where the vectorised path runs (default: the device of ``pools`` if it
+    is a torch tensor, else the CPU). ``vectorised``: ``True`` runs the whole batch
+    through float64 torch kernels (B x K x K Gram matrices, masked loops), ``False``
+    loops over :func:`select`; ``None`` (default) vectorises on accelerators, and on
+    the CPU wherever the single-query code would compute the whole Gram matrix anyway
+    (kNN, or n >= K/8) - elsewhere the per-query path is faster on a CPU (see
+    docs/selection.md).
     """
-    return get_method(method).select_batch(pools, queries, _check_cfg(cfg), device)
+    return get_method(method).select_batch(pools, queries, _check_cfg(cfg), device, vectorised)
