@@ -234,6 +234,12 @@ def _connect_ray(cfg: RunConfig) -> bool:
             env_vars[k] = os.environ[k]
     runtime_env = {"env_vars": env_vars}
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        # Inside `ray job submit`: the job's runtime env (cluster/runtime_env.yaml)
+        # already applies, and Ray refuses a second one that sets the same keys.
+        log.info("running as a Ray job; attaching to its cluster")
+        ray.init(address=address or "auto", log_to_driver=True)
+        return False
     if address:
         log.info("attaching to Ray at %s", address)
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
