@@ -174,7 +174,7 @@ def _figures(
     if "knn" in sel and "hullft" in sel and sel["knn"] > 0:
         ratios["selection: HullFT / kNN time"] = sel["hullft"] / sel["knn"]
 
-    ft = {}
+    ft: dict[int, dict[str, Any]] = {}
     for r, p in reuse.items():
         ok = _ok(p.rows)
         tuned = ok[ok["method"] != BASE_METHOD]

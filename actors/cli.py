@@ -91,6 +91,8 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # faiss logs which SIMD build it tried first at INFO; that is noise to users.
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     # The embedded defaults must never reach a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -283,11 +283,11 @@ def _process(
     )
     # Index and selector actors are light and mostly idle: they reserve no CPU so
     # that the model workers can have every core.
-    index_actors = [
+    index_actors: list[Any] = [
         ray.remote(num_cpus=0, max_restarts=3)(IndexService).remote(str(index_dir), cfg.embedder)
         for _ in range(cfg.cluster.index_replicas)
     ]
-    selectors = [
+    selectors: list[Any] = [
         ray.remote(num_cpus=0, max_restarts=3)(SelectorService).remote(
             str(index_dir), cfg.selection
         )
@@ -431,7 +431,7 @@ def _worker_factory(
 ) -> Callable[[str], _Worker]:
     import ray
 
-    remote_cls = ray.remote(num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=0)(
+    remote_cls: Any = ray.remote(num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=0)(
         worker_cls
     )
     threads = max(1, int(plan.num_cpus)) if plan.num_gpus == 0 else None

@@ -66,8 +66,19 @@ def _paired_pct(values: Any, reference: Any) -> float:
     return float(((joined["v"] - joined["r"]) / joined["r"]).mean() * 100)
 
 
-def format_table(table: Any, floatfmt: str = ".4g") -> str:
-    """Markdown rendering without optional dependencies."""
+SUMMARY_FORMATS = {
+    "bpb": ".4f",
+    "vs_base_%": "+.2f",
+    "vs_knn_%": "+.2f",
+    "steps": ".1f",
+    "passes": ".1f",
+}
+"""Column formats of the summary table (other float columns: seconds, 3 significant digits)."""
+
+
+def format_table(table: Any, floatfmt: str = ".3g", formats: dict[str, str] | None = None) -> str:
+    """Markdown rendering without optional dependencies; ``formats`` per column."""
+    formats = formats or {}
     if table is None or len(table) == 0:
         return "(no successful results)"
     cols = list(table.columns)
@@ -77,7 +88,7 @@ def format_table(table: Any, floatfmt: str = ".4g") -> str:
         for c in cols:
             v = row[c]
             if isinstance(v, float | np.floating):
-                cells.append("nan" if np.isnan(v) else format(float(v), floatfmt))
+                cells.append("nan" if np.isnan(v) else format(float(v), formats.get(c, floatfmt)))
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
@@ -121,7 +132,7 @@ def summarize_run(run_dir: Path, cfg: Any, summary: Any) -> Path:
     """Print the summary table and write ``report.md`` next to the results."""
     df = read_results(run_dir)
     table = summary_table(df)
-    rendered = format_table(table)
+    rendered = format_table(table, formats=SUMMARY_FORMATS)
     qps = summary.queries_processed / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     head = (
         f"run {summary.run_id}: {df['query_id'].nunique() if len(df) else 0}/{summary.queries_total} "
