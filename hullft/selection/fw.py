@@ -106,27 +106,28 @@ def run_frank_wolfe(
         n_iter += 1
         # argmax <x_i, r> (= alpha * u), ties within TIE_ATOL -> lowest row.
         s = int(u.argmax())
-        if s:
-            head = u[:s] >= u[s] - TIE_ATOL / alpha
-            j = int(head.argmax())
-            if head[j]:
-                s = j
-        cached = p_cache.get(s)
-        if cached is None:
+        u_s = u.item(s)
+        if s and u.item(int(u[:s].argmax())) >= u_s - TIE_ATOL / alpha:
+            s = int((u[:s] >= u_s - TIE_ATOL / alpha).argmax())
+            u_s = u.item(s)
+        p_s = p_cache.get(s)
+        if p_s is None:
             col = gram.column(s)
-            cached = p_cache[s] = b - col
-            diag[s] = float(col[s])
-        p_s = cached
+            p_s = p_cache[s] = b - col
+            diag[s] = col.item(s)
         b_s = b_list[s]
-        g_s = b_s - alpha * float(u[s])  # <x_s, c>
+        g_s = b_s - alpha * u_s  # <x_s, c>
         dd = diag[s] - 2.0 * g_s + cc  # |x_s - c|^2
         if dd < _MIN_STEP_SQ:
             reason = "degenerate"
             if record:
                 history.append(rr)
             break
-        rd = b_s - tc - g_s + cc  # <r, x_s - c>
-        gamma = min(max(rd / dd, 0.0), 1.0)
+        gamma = (b_s - tc - g_s + cc) / dd  # exact line search: <r, x_s - c> / |x_s - c|^2
+        if gamma < 0.0:
+            gamma = 0.0
+        elif gamma > 1.0:
+            gamma = 1.0
         if gamma == 1.0:
             # The iterate jumps onto the vertex: w = e_s exactly.
             u = p_s.copy()

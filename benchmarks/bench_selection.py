@@ -1,0 +1,272 @@
+"""Selection speed: milliseconds per query, ratios to the baselines, batched throughput.
+
+    .venv/bin/python benchmarks/bench_selection.py            # full run (a few minutes)
+    .venv/bin/python benchmarks/bench_selection.py --quick    # smaller, ~1 minute
+
+Everything runs single-threaded (BLAS, OpenMP, torch, faiss) and in one process, so
+the ratios compare like with like. Times are CPU time of the process
+(``time.process_time``, all threads: activeft runs SIFT in a worker thread), i.e.
+milliseconds on one core; on a shared machine, wall-clock time would also count the
+time other processes hold the core. For K = 200 candidates, d in {384, 1024} and
+N in {1, 10, 50} it times, per query (median over distinct synthetic retrieval pools
+and repeats):
+
+- every registered method through ``hullft.selection.select``;
+- the naive transcription of Frank–Wolfe + integerization from
+  ``tests/test_selection_oracle.py`` (numpy, no Gram tricks) -> ratio to ``hullft``;
+- activeft 0.1.1 ``Retriever(IndexFlatIP over the pool, fast=False).search`` -> ratio
+  to ``sift`` (same lambda, same pools);
+
+then ``select_batch`` throughput (queries/s) at B = 256: the vectorised path forced on
+the CPU, the per-query loop, and what the default picks.
+Pools are float32 (what faiss and most encoders hand over) unless ``--dtype`` says
+otherwise; conversion to float64 is part of every timing.
+"""
+
+# ruff: noqa: E402  (thread counts must be set in the environment before numpy loads)
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy is imported
+
+import argparse
+import importlib.util
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hullft.config import METHOD_NAMES, SelectionConfig
+from hullft.selection import select, select_batch
+
+K = 200
+
+
+def load_oracle() -> Any:
+    """The naive transcriptions live with the oracle tests; load that module by path."""
+    path = ROOT / "tests" / "test_selection_oracle.py"
+    spec = importlib.util.spec_from_file_location("selection_oracle", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def retrieval_pools(
+    n_pools: int, d: int, dtype: str, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Synthetic retrieval results: K unit rows around a unit query, in topical clusters.
+
+    Cosine similarities to the query spread over ~0.3-0.8, as for nearest neighbours
+    of a sentence embedding; rows fall into 8 clusters so that the candidates are
+    redundant, which is what selection is for.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_pools):
+        t = rng.standard_normal(d)
+        t /= np.linalg.norm(t)
+        topics = rng.standard_normal((8, d))
+        z = topics[rng.integers(0, 8, K)] + 0.6 * rng.standard_normal((K, d))
+        z -= np.outer(z @ t, t)  # orthogonal to the query
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        cos = rng.uniform(0.3, 0.8, size=(K, 1))
+        X = cos * t + np.sqrt(1 - cos**2) * z
+        out.append((X.astype(dtype), t.astype(dtype)))
+    return out
+
+
+clock = time.process_time
+
+
+def time_per_query(fn: Callable[[np.ndarray, np.ndarray], Any], pools, repeats: int) -> float:
+    """Median milliseconds of ``fn(pool, query)`` over pools x repeats (after a warm-up)."""
+    fn(*pools[0])
+    times = []
+    for _ in range(repeats):
+        for X, t in pools:
+            start = clock()
+            fn(X, t)
+            times.append(clock() - start)
+    return 1e3 * statistics.median(times)
+
+
+def activeft_search(lam: float, n: int) -> Callable[[np.ndarray, np.ndarray], Any] | None:
+    try:
+        import faiss
+        import torch
+        from activeft.sift import Retriever
+    except ImportError:
+        return None
+    faiss.omp_set_num_threads(1)
+    cpu = torch.device("cpu")
+
+    def run(X: np.ndarray, t: np.ndarray) -> Any:
+        index = faiss.IndexFlatIP(X.shape[1])
+        index.add(np.ascontiguousarray(X, dtype=np.float32))
+        retriever = Retriever(index, llambda=lam, fast=False, also_query_opposite=False, device=cpu)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return retriever.search(np.asarray(t, dtype=np.float32)[None, :], N=n, K=K)
+
+    return run
+
+
+def fmt(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer pools and repeats")
+    parser.add_argument("--dims", type=int, nargs="+", default=[384, 1024])
+    parser.add_argument("--ns", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--pools", type=int, default=None, help="distinct pools per setting")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
+    parser.add_argument("--batch", type=int, default=256, help="B for select_batch")
+    parser.add_argument("--no-baselines", action="store_true", help="skip naive and activeft")
+    parser.add_argument("--no-batch", action="store_true", help="skip the batched table")
+    args = parser.parse_args()
+    n_pools = args.pools or (8 if args.quick else 24)
+    repeats = args.repeats or (2 if args.quick else 5)
+    runs = 1 if args.quick else 2
+    naive_pools = max(2, n_pools // 4)
+
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(1)
+    except ImportError:
+        pass
+    torch: Any = None
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+
+    oracle = None if args.no_baselines else load_oracle()
+    print("# hullft selection benchmark")
+    print(f"command : {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine : {platform.processor() or platform.machine()}, {_cpu_name()}")
+    print(
+        f"versions: python {platform.python_version()}, numpy {np.__version__}"
+        + (f", torch {torch.__version__}" if torch is not None else "")
+    )
+    print(
+        f"setup   : K={K}, pools={args.dtype}, single thread, process CPU time, median over"
+        f" {n_pools} pools x {repeats} repeats (naive baseline: {naive_pools} pools x 1)"
+    )
+    print(f"load    : {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
+    print()
+    header = (
+        f"{'d':>5} {'N':>3} | "
+        + " ".join(f"{m:>12}" for m in METHOD_NAMES)
+        + f" | {'naive FW+int':>12} {'activeft':>9} | {'naive/hullft':>12} {'activeft/sift':>13}"
+    )
+    print("milliseconds per query")
+    print(header)
+    print("-" * len(header))
+    for d in args.dims:
+        pools = retrieval_pools(n_pools, d, args.dtype, seed=d)
+        for n in args.ns:
+            cfg = SelectionConfig(methods=METHOD_NAMES, n=n, k=K)
+            ms = {m: time_per_query(partial(_select, m, cfg), pools, repeats) for m in METHOD_NAMES}
+            naive = act = None
+            if oracle is not None:
+
+                def naive_fw_int(X: np.ndarray, t: np.ndarray, n: int = n) -> Any:
+                    rows, w = oracle.naive_frank_wolfe(X, t, n)
+                    return oracle.naive_integerize(X, t, rows, w, n)
+
+                naive = time_per_query(naive_fw_int, pools[:naive_pools], 1)
+                search = activeft_search(cfg.sift_lambda, n)
+                if search is not None:
+                    act = time_per_query(search, pools[: max(2, n_pools // 2)], 1)
+            ratio_naive = f"{naive / ms['hullft']:.0f}x" if naive else "-"
+            ratio_act = f"{act / ms['sift']:.0f}x" if act else "-"
+            print(
+                f"{d:>5} {n:>3} | "
+                + " ".join(f"{fmt(ms[m]):>12}" for m in METHOD_NAMES)
+                + f" | {fmt(naive):>12} {fmt(act):>9} | {ratio_naive:>12} {ratio_act:>13}",
+                flush=True,
+            )
+    if args.no_batch or torch is None:
+        return
+
+    print()
+    B = args.batch
+    print(
+        f"batched throughput, queries/s at B={B}: vectorised (select_batch, vectorised=True, "
+        "on the CPU) / per-query loop (select) ; * = what select_batch picks by default"
+    )
+    header = f"{'d':>5} {'N':>3} | " + " ".join(f"{m:>18}" for m in METHOD_NAMES)
+    print(header)
+    print("-" * len(header))
+    from hullft.selection.batch import _gram_bound
+
+    for d in args.dims:
+        pools = retrieval_pools(B, d, args.dtype, seed=10_000 + d)
+        P = np.stack([p[0] for p in pools])
+        Q = np.stack([p[1] for p in pools])
+        for n in args.ns:
+            cfg = SelectionConfig(methods=METHOD_NAMES, n=n, k=K)
+            cells = []
+            for m in METHOD_NAMES:
+                select_batch(m, P[:4], Q[:4], cfg, vectorised=True)  # warm-up
+                vec = _best_of(partial(select_batch, m, P, Q, cfg, vectorised=True), runs)
+                loop = _best_of(partial(select_batch, m, P, Q, cfg, vectorised=False), runs)
+                default_vec = _gram_bound(m, K, n)
+                cells.append(
+                    f"{B / vec:>6.0f}{'*' if default_vec else ' '}/"
+                    f"{B / loop:>6.0f}{' ' if default_vec else '*'}"
+                )
+            print(f"{d:>5} {n:>3} | " + " ".join(f"{c:>18}" for c in cells), flush=True)
+    print()
+    print(
+        f"load average at the end: {os.getloadavg()[0]:.1f} (this machine: {os.cpu_count()} cores)"
+    )
+
+
+def _select(method: str, cfg: SelectionConfig, X: np.ndarray, t: np.ndarray) -> Any:
+    return select(method, X, t, cfg)
+
+
+def _best_of(fn: Callable[[], Any], runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        start = clock()
+        fn()
+        best = min(best, clock() - start)
+    return best
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
