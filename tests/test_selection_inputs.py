@@ -313,3 +313,11 @@ def test_batched_knn_needs_n_at_most_k(batch):
 def test_empty_batch(batch):
     P, Q = batch
     assert select_batch("sift", P[:0], Q[:0], SelectionConfig(n=2, k=6)) == []
+
+
+def test_tiny_sift_lambda_stays_finite():
+    """Repeated picks drive k_A(x, x) to ~0; rounding must not make k + lam <= 0."""
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((5, 3))
+    sel = sift(X, X[2], 40, lam=1e-300)
+    assert sel.size == 40

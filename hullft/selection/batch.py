@@ -8,6 +8,7 @@ processed in chunks that keep the float64 working set bounded.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -31,6 +32,8 @@ from hullft.selection.problem import wants_full_gram
 from hullft.selection.registry import get_method
 from hullft.selection.result import Selection
 from hullft.selection.sift_greedy import picks_to_selection
+
+logger = logging.getLogger(__name__)
 
 # Bytes of one (B, K, K) float64 array per chunk. On the CPU this stays below glibc's
 # largest mmap threshold (32 MiB), so chunk after chunk reuses the same heap memory
@@ -64,6 +67,16 @@ def run_batch(
         return []
     if vectorised is None:
         vectorised = dev.type != "cpu" or _gram_bound(method, K, cfg.n)
+    logger.debug(
+        "select_batch(%s): B=%d K=%d d=%d n=%d on %s, %s",
+        method,
+        B,
+        K,
+        d,
+        cfg.n,
+        dev,
+        "vectorised" if vectorised else "per-query loop",
+    )
     if not vectorised:
         return _loop(method, pools, queries, cfg)
     out: list[Selection] = []

@@ -31,4 +31,5 @@ def sift_batch(bp: BatchProblem, G: torch.Tensor, n: int, lam: float) -> torch.T
         U[:, p] = u
         kt -= u * (kt[ar, j] * scale)[:, None]
         kd -= u * u
+        kd.clamp_(min=0.0)  # a variance; rounding must not make kd + lam <= 0
     return picks

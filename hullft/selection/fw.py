@@ -13,6 +13,7 @@ argmax and one axpy over K entries.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from hullft.selection.problem import (
 )
 from hullft.selection.result import Selection
 from hullft.selection.ties import TIE_ATOL, first_max, sort_key
+
+logger = logging.getLogger(__name__)
 
 StopReason = Literal["tol", "degenerate", "support", "max_iter"]
 
@@ -157,6 +160,15 @@ def run_frank_wolfe(
             reason = "support"
             break
 
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "frank_wolfe: K=%d support=%d iterations=%d stop=%s |r|^2=%.3e",
+            problem.K,
+            len(v),
+            n_iter,
+            reason,
+            tt - 2.0 * tc + cc,
+        )
     support = np.fromiter(v.keys(), dtype=np.int64, count=len(v))
     weights = np.fromiter(v.values(), dtype=np.float64, count=len(v)) * alpha
     # Weight descending, ties (1e-12 grid) -> lowest pool row; truncate; renormalise.

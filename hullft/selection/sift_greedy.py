@@ -52,6 +52,7 @@ def sift_picks_problem(problem: Problem, gram: Gram, n: int, lam: float) -> np.n
         U[p] = u
         kt -= u * (float(kt[j]) * scale)
         kd -= u * u
+        np.maximum(kd, 0.0, out=kd)  # a variance; rounding must not make kd + lam <= 0
     return picks
 
 
