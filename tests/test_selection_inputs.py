@@ -315,9 +315,14 @@ def test_empty_batch(batch):
     assert select_batch("sift", P[:0], Q[:0], SelectionConfig(n=2, k=6)) == []
 
 
-def test_tiny_sift_lambda_stays_finite():
-    """Repeated picks drive k_A(x, x) to ~0; rounding must not make k + lam <= 0."""
+def test_small_sift_lambda_stays_finite():
+    """Repeated picks drive k_A(x, x) to ~lam; nothing overflows down to lam = 1e-8."""
     rng = np.random.default_rng(6)
     X = rng.standard_normal((5, 3))
-    sel = sift(X, X[2], 40, lam=1e-300)
-    assert sel.size == 40
+    with np.errstate(all="raise"):
+        sel = sift(X, X[2], 40, lam=1e-8)
+    assert sel.size == 40 and sel.counts.max() > 1
+    with pytest.raises(ValueError, match=r"lam=1e-300 is below 1e-08"):
+        sift(X, X[2], 4, lam=1e-300)
+    with pytest.raises(ValueError, match="below 1e-08"):
+        select_batch("sift", X[None], X[2][None], SelectionConfig(n=2, k=5, sift_lambda=1e-9))

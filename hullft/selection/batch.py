@@ -31,7 +31,7 @@ from hullft.selection.nearest import check_knn_n
 from hullft.selection.problem import wants_full_gram
 from hullft.selection.registry import get_method
 from hullft.selection.result import Selection
-from hullft.selection.sift_greedy import picks_to_selection
+from hullft.selection.sift_greedy import check_sift_args, picks_to_selection
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def _knn(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
 
 
 def _sift(bp: BatchProblem, cfg: SelectionConfig) -> list[Selection]:
-    picks = sift_batch(bp, bp.gram(), cfg.n, cfg.sift_lambda).cpu().numpy()
+    n, lam = check_sift_args(cfg.n, cfg.sift_lambda)
+    picks = sift_batch(bp, bp.gram(), n, lam).cpu().numpy()
     return [picks_to_selection(row) for row in picks]
 
 

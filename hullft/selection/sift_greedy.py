@@ -63,8 +63,19 @@ def picks_to_selection(picks: np.ndarray) -> Selection:
     return Selection(indices=uniq[order], counts=counts[order])
 
 
+# Below this, lambda drowns in the rounding of the kernel (~1e-16): a repeated pick's
+# conditional variance k_A(x, x) ~ lam is then noise, and 1/sqrt(k + lam) overflows.
+MIN_LAMBDA = 1e-8
+
+
 def check_sift_args(n: Any, lam: Any) -> tuple[int, float]:
-    return check_positive_int("n", n), check_float("lam", lam, positive=True)
+    lam = check_float("lam", lam, positive=True)
+    if lam < MIN_LAMBDA:
+        raise ValueError(
+            f"lam={lam!r} is below {MIN_LAMBDA}: the posterior update would be float64 "
+            "rounding noise; use lam >= 1e-8 (SIFT's default is 0.01, the HullFT paper ran 0.2)"
+        )
+    return check_positive_int("n", n), lam
 
 
 def sift_sequence(pool: Any, query: Any, n: int, *, lam: float = 0.01) -> np.ndarray:
