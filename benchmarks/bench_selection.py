@@ -220,7 +220,7 @@ def main() -> None:
     header = f"{'d':>5} {'N':>3} | " + " ".join(f"{m:>18}" for m in METHOD_NAMES)
     print(header)
     print("-" * len(header))
-    from hullft.selection.batch import _gram_bound
+    from hullft.selection.batch import vectorise_on_cpu
 
     for d in args.dims:
         pools = retrieval_pools(B, d, args.dtype, seed=10_000 + d)
@@ -233,7 +233,7 @@ def main() -> None:
                 select_batch(m, P[:4], Q[:4], cfg, vectorised=True)  # warm-up
                 vec = _best_of(partial(select_batch, m, P, Q, cfg, vectorised=True), runs)
                 loop = _best_of(partial(select_batch, m, P, Q, cfg, vectorised=False), runs)
-                default_vec = _gram_bound(m, K, n)
+                default_vec = vectorise_on_cpu(m, K, n)
                 cells.append(
                     f"{B / vec:>6.0f}{'*' if default_vec else ' '}/"
                     f"{B / loop:>6.0f}{' ' if default_vec else '*'}"

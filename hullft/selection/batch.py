@@ -66,7 +66,7 @@ def run_batch(
         prepare_batch(pools, queries, dev)  # still reject malformed input
         return []
     if vectorised is None:
-        vectorised = dev.type != "cpu" or _gram_bound(method, K, cfg.n)
+        vectorised = dev.type != "cpu" or vectorise_on_cpu(method, K, cfg.n)
     logger.debug(
         "select_batch(%s): B=%d K=%d d=%d n=%d on %s, %s",
         method,
@@ -101,17 +101,21 @@ def run_batch(
     return out
 
 
-def _gram_bound(method: str, K: int, n: int) -> bool:
-    """Whether the single-query code would compute the whole Gram matrix too.
+def vectorise_on_cpu(method: str, K: int, n: int) -> bool:
+    """Whether ``select_batch`` vectorises ``method`` on a CPU by default.
 
-    The vectorised path always works from the full (B, K, K) Gram matrix; the
-    single-query path computes only the columns it uses when there are few (small n).
-    On a CPU the vectorised loops save Python overhead but not BLAS time, so they only
-    pay off where both compute the same Gram matrix (and for kNN, which needs none).
+    Measured with benchmarks/bench_selection.py (docs/selection.md): on a CPU the
+    vectorised loops save Python overhead but no BLAS time and always build the whole
+    (B, K, K) Gram matrix. That pays for SIFT once the single-query code needs the whole
+    Gram matrix too (n >= K/8; its per-pick work is dense O(K N) algebra that batches
+    well) and costs nothing for kNN; Frank–Wolfe's latency-bound inner loop is no faster
+    vectorised on a CPU, so the Frank–Wolfe methods run per query there.
     """
     if method == "knn":
         return True
-    return wants_full_gram(K, n if method == "sift" else n + 1)
+    if method == "sift":
+        return wants_full_gram(K, n)
+    return False
 
 
 def _loop(method: str, pools: Any, queries: Any, cfg: SelectionConfig) -> list[Selection]:

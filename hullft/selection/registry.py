@@ -151,9 +151,8 @@ def select_batch(
     ``device``: where the vectorised path runs (default: the device of ``pools`` if it
     is a torch tensor, else the CPU). ``vectorised``: ``True`` runs the whole batch
     through float64 torch kernels (B x K x K Gram matrices, masked loops), ``False``
-    loops over :func:`select`; ``None`` (default) vectorises on accelerators, and on
-    the CPU wherever the single-query code would compute the whole Gram matrix anyway
-    (kNN, or n >= K/8) - elsewhere the per-query path is faster on a CPU (see
-    docs/selection.md).
+    loops over :func:`select`; ``None`` (default) vectorises on accelerators, and on a
+    CPU where that measured faster (kNN, and SIFT with n >= K/8; see
+    :func:`hullft.selection.batch.vectorise_on_cpu` and docs/selection.md).
     """
     return get_method(method).select_batch(pools, queries, _check_cfg(cfg), device, vectorised)
