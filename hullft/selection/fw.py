@@ -1,7 +1,8 @@
 """Frank–Wolfe convex reconstruction of the query from the pool (DESIGN.md §4.2).
 
 Minimise f(w) = |t - X^T w|^2 over the probability simplex, with exact line search,
-ties in every argmax to the lowest row, float64 throughout.
+ties in every argmax to the lowest row (:mod:`hullft.selection.ties`), float64
+throughout.
 
 Cost: O(K) per iteration instead of the naive O(K d). The linear minimisation oracle
 needs <x_i, r> = b_i - g_i with b = X t and g = X c = sum_s w_s G[:, s]; every scalar
@@ -56,7 +57,8 @@ class FrankWolfeResult:
     """``tol`` (|r| < tol), ``degenerate`` (|d|^2 < 1e-12), ``support`` (|S| >= N) or
     ``max_iter``."""
     objective: np.ndarray = field(repr=False)
-    """f at the start and after every iteration, (n_iter + 1,)."""
+    """f = |t - X^T w|^2 at the start and after every iteration, (n_iter + 1,); empty
+    unless recorded (:func:`frank_wolfe_path` records it)."""
 
     def selection(self) -> Selection:
         """The support as a :class:`Selection`, each row used once."""
@@ -231,10 +233,11 @@ def frank_wolfe(
     """Sparse convex reconstruction of ``query`` from ``pool`` rows (DESIGN.md §4.2).
 
     Returns at most ``max_support`` rows ordered by weight (descending, ties -> lowest
-    row; see :mod:`hullft.selection.ties`), each with count 1 and its Frank–Wolfe weight (renormalised to sum to 1 after
-    truncation, which only happens at ``max_support = 1``). A row enters the support
-    when the oracle picks it, even if its step size is 0; such a row keeps weight 0.
-    Rows and query are normalised to unit norm first.
+    row; see :mod:`hullft.selection.ties`), each with count 1 and its Frank–Wolfe
+    weight (renormalised to sum to 1 after truncation, which only happens at
+    ``max_support = 1``). A row enters the support when the oracle picks it, even if its
+    step size is 0; such a row keeps weight 0. Rows and query are normalised to unit
+    norm first.
     """
     max_support = check_positive_int("max_support", max_support)
     max_iter = check_nonnegative_int("max_iter", max_iter)

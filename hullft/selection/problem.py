@@ -4,8 +4,8 @@ Every method sees the pool and the query through :class:`Problem`: rows converte
 float64 and checked, their inverse norms, the cosine similarities ``b`` and, where the
 pool holds bitwise-identical rows, the first copy of each. Normalisation is folded into
 the inner products (``<x_i, x_j> / (|x_i| |x_j|)``) instead of materialising a
-normalised copy of the pool: an elementwise pass over a (200, 1024) float64 array costs
-about as much here as the whole Frank–Wolfe loop.
+normalised copy of the pool: one elementwise pass over a (200, 1024) float64 array
+costs ~0.2 ms, a tenth of a whole HullFT selection.
 """
 
 from __future__ import annotations
