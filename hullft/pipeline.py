@@ -147,13 +147,17 @@ def finetune_and_score(
     )
     rows: list[ResultRow] = []
     if with_base:
+        # The same rule as TTFTEngine.run: a blank query has nothing to score.
+        blank = not cands.text.strip()
+        bpb = float("nan") if blank else base.bpb
         rows.append(
             ResultRow(
                 method=BASE_METHOD,
-                status=base.status if hasattr(base, "status") else "ok",
-                bpb_before=base.bpb,
-                bpb_after=base.bpb,
-                tokens_scored=base.n_tokens,
+                status="empty_query" if blank else "ok",
+                error="the query is empty or whitespace-only" if blank else None,
+                bpb_before=bpb,
+                bpb_after=bpb,
+                tokens_scored=base.n_input_tokens,
                 evaluate_s=base.seconds,
                 extra=dict(ctx.extra),
                 **common,  # type: ignore[arg-type]
@@ -195,7 +199,15 @@ def finetune_and_score(
                 finetune_s=res.finetune_s,
                 evaluate_s=res.evaluate_s,
                 reset_s=res.reset_s,
-                extra=dict(ctx.extra),
+                extra={
+                    **ctx.extra,
+                    "unique_sequences": res.unique_sequences,
+                    "planned_passes": res.planned_passes,
+                    "skipped_steps": res.skipped_steps,
+                    "mean_train_loss": res.mean_train_loss,
+                    "query_replaced_chars": res.query_replaced_chars,
+                    "train_replaced_chars": res.train_replaced_chars,
+                },
                 **common,  # type: ignore[arg-type]
             )
         )
