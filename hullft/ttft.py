@@ -447,7 +447,10 @@ class TTFTEngine:
         # in-place optimizer updates.
         with self._autocast(self.policy.train_autocast):
             logits = self.model(input_ids=input_ids, use_cache=False).logits  # (1, T, V)
-        return F.cross_entropy(logits[0, :-1].float(), input_ids[0, 1:])
+        # Shift the labels, not the logits: slicing the (T, V) logits would make the
+        # backward allocate and zero-fill a full-size gradient just to copy into it.
+        labels = F.pad(input_ids[0, 1:], (0, 1), value=-100)  # (T,), last one ignored
+        return F.cross_entropy(logits[0].float(), labels, ignore_index=-100)
 
     def _finetune(self, multiset: _Multiset, t_start: float) -> _Finetuned:
         cfg = self.config
