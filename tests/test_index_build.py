@@ -257,3 +257,14 @@ def test_default_index_dir_is_named_by_config_hash(
     # Search-time settings do not change the identity.
     same = replace(cfg, index=replace(cfg.index, nprobe=3, ef_search=9, shard_docs=7))
     assert build_index(same, progress=False) == path
+
+
+def test_a_mistyped_domain_is_reported(
+    tmp_path: Path, corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = tiny_config(tmp_path / "idx", [corpus])
+    cfg = replace(cfg, data=replace(cfg.data, domains=("Alpha", "Typo")))
+    index = load_index(build_index(cfg, progress=False))
+    assert set(index.manifest.domains) == {"Alpha"}
+    assert index.manifest.input["filtered"]["domain_not_selected"] == 36
+    assert "data.domains ['Typo'] do not occur" in caplog.text

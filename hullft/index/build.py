@@ -381,6 +381,13 @@ def _ingest(
     if reused:
         log.info("reused %d finished shard(s) of an interrupted build", reused)
     log.info("read %d file(s): %s", stats.files, stats.summary())
+    absent = sorted(set(cfg.data.domains) - set(stats.seen_domains))
+    if absent and stats.total_documents:
+        log.warning(
+            "data.domains %s do not occur in the inputs (which have %s)",
+            absent,
+            sorted(stats.seen_domains),
+        )
     if stats.total_documents == 0:
         raise EmptyCorpusError(_empty_message(cfg, stats))
     return shards, stats, time.perf_counter() - t0
