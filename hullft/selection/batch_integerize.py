@@ -53,6 +53,7 @@ def integerize_batch(
         diag[:, :, None] + diag[:, None, :] - 2.0 * G_S
     )
     eye = torch.eye(M, dtype=torch.bool, device=dev)[None]
+    base = base + MIN_IMPROVEMENT  # as in integerize_counts: compare with ah_i - ah_j
     base = torch.where(eye | ~valid[:, None, :], inf, base)  # j != i, j real
     pair = torch.arange(M * M, device=dev)[None, :]
     running = torch.ones(B, dtype=torch.bool, device=dev)
@@ -62,8 +63,7 @@ def integerize_batch(
         pos = torch.zeros(B, dtype=torch.int64, device=dev)  # next pair, as i * M + j
         moved = torch.zeros(B, dtype=torch.bool, device=dev)
         while True:
-            delta = masked - (ah[:, :, None] - ah[:, None, :])
-            ok = (delta < -MIN_IMPROVEMENT).reshape(B, M * M)
+            ok = (masked < ah[:, :, None] - ah[:, None, :]).reshape(B, M * M)
             ok &= (pair >= pos[:, None]) & running[:, None]
             found = ok.any(dim=1)
             if not bool(found.any()):

@@ -58,10 +58,13 @@ def integerize_counts(
     if swap_passes == 0 or m < 2:
         return c
 
-    # 3. First-improvement moves of one unit from i to j (i != j).
+    # 3. First-improvement moves of one unit from i to j (i != j). The move lowers L by
+    # more than MIN_IMPROVEMENT iff delta[i, j] = base[i, j] + ah[j] - ah[i] is below
+    # -MIN_IMPROVEMENT, i.e. iff base[i, j] + MIN_IMPROVEMENT < ah[i] - ah[j].
     base = 2.0 * inv_n * (b[:, None] - b[None, :]) + inv_n2 * (
         diag[:, None] + diag[None, :] - 2.0 * G
     )
+    base += MIN_IMPROVEMENT
     np.fill_diagonal(base, np.inf)
     for _ in range(swap_passes):
         # Rows that may give a unit: c_i > 0 at the start of the pass and still now.
@@ -70,12 +73,12 @@ def integerize_counts(
         i, j = 0, 0  # next pair to look at
         moved = False
         while i < m:
-            # delta[r, k] for rows r >= i; in row i only columns >= j are still due.
-            delta = masked[i:] - np.subtract.outer(ah[i:], ah)
-            hits = np.flatnonzero(delta.ravel()[j:] < -MIN_IMPROVEMENT)
-            if hits.size == 0:
+            # Pairs (r, k) with r >= i; in row i only columns >= j are still due.
+            hits = (masked[i:] < np.subtract.outer(ah[i:], ah)).ravel()[j:]
+            q = int(hits.argmax())
+            if not hits[q]:
                 break
-            q = j + int(hits[0])
+            q += j
             i, j = i + q // m, q % m
             c[i] -= 1
             c[j] += 1

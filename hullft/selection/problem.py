@@ -10,6 +10,7 @@ costs ~0.2 ms, a tenth of a whole HullFT selection.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,38 +111,46 @@ def row_inverse_norms(
     return X, inv, sq
 
 
+# Odd multipliers for the sampled-column key of canonical_rows (any odd constants do).
+_MIX = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+    dtype=np.uint64,
+)
+
+
 def canonical_rows(X: np.ndarray) -> np.ndarray | None:
     """For each row, the lowest index of a row equal to it; ``None`` if all rows differ.
 
     Duplicates get exactly the scores of their first copy, so "ties -> lowest index"
     always picks that copy; resolving this up front keeps it exact even where BLAS
     computes two identical rows with different rounding (tail rows of a gemv kernel).
+    Rows count as equal when their float64 bit patterns are (so -0.0 != 0.0 here).
     """
-    K = X.shape[0]
+    K, d = X.shape
     if K < 2:
         return None
-    # The wrapping sum of the bit patterns is exact and order-free, so identical rows
-    # always hash alike; equal hashes are then confirmed element by element.
-    h = X.view(np.uint64).sum(axis=1)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    same = hs[1:] == hs[:-1]
+    # Key each row by the bits of 4 sampled columns: identical rows always share a key,
+    # so no duplicate is missed. Rows whose keys collide are keyed again by a wrapping,
+    # position-weighted sum of all their bits and then compared element by element.
+    cols = np.unique(np.linspace(0, d - 1, num=min(d, 4)).astype(np.int64))
+    key = (X[:, cols].view(np.uint64) * _MIX[: cols.size]).sum(axis=1)
+    order = np.argsort(key, kind="stable")
+    same = key[order][1:] == key[order][:-1]
     if not same.any():
         return None
+    suspects = np.unique(np.concatenate((order[1:][same], order[:-1][same])))  # ascending
+    weights = np.arange(1, 2 * d, 2, dtype=np.uint64)  # odd, position-dependent
+    full = (X[suspects].view(np.uint64) * weights).sum(axis=1)
     canon = np.arange(K)
-    starts = np.flatnonzero(np.concatenate(([True], ~same)))
-    ends = np.append(starts[1:], K)
-    for a, e in zip(starts, ends, strict=True):
-        if e - a < 2:
-            continue
-        reps: list[int] = []
-        for i in order[a:e]:  # ascending row index within a run (stable sort)
-            for r in reps:
-                if np.array_equal(X[i], X[r]):
-                    canon[i] = r
-                    break
-            else:
-                reps.append(int(i))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, k, f in zip(suspects.tolist(), key[suspects].tolist(), full.tolist(), strict=True):
+        reps = groups.setdefault((k, f), [])  # rows of this hash seen so far, ascending
+        for r in reps:
+            if np.array_equal(X[i], X[r]):
+                canon[i] = r
+                break
+        else:
+            reps.append(i)
     return canon if (canon != np.arange(K)).any() else None
 
 
@@ -200,30 +209,42 @@ def prepare(pool: Any, query: Any, *, gram_columns: int = 0) -> Problem:
         raise ValueError("pool rows have dimension 0")
     if t.shape[0] != d:
         raise ValueError(f"query has dimension {t.shape[0]} but pool rows have dimension {d}")
+    lo, hi = SQ_NORM_RANGE
+    with np.errstate(over="ignore", invalid="ignore"):  # caught just below
+        tt = float(t @ t)
+    if not lo < tt < hi:
+        t = row_inverse_norms("query", t[None, :], rows_label=False)[0][0]  # raises, or rescales
+        tt = float(t @ t)
+    t = t * (1.0 / math.sqrt(tt))
     G = None
     if wants_full_gram(K, gram_columns):
-        with np.errstate(over="ignore", invalid="ignore"):  # bad rows are caught just below
+        # b and the duplicate hash first, while the freshly converted rows are in cache
+        # (the syrk's packing evicts them); rows are checked on the Gram diagonal.
+        with np.errstate(over="ignore", invalid="ignore"):
+            xt = X @ t
+            canon = canonical_rows(X)
             G = X @ X.T  # numpy runs A @ A.T as one syrk: exactly symmetric
-        X2, inv, _ = row_inverse_norms("pool", X, sq=np.diagonal(G).copy())
-        if X2 is not X:  # rows rescaled against overflow (rare): redo the product
-            X = X2
+        sq = np.diagonal(G).copy()  # |x_i|^2; NaN, inf, 0 and extremes show up here too
+        if not (np.minimum.reduce(sq) > lo and np.maximum.reduce(sq) < hi):
+            X, _, _ = row_inverse_norms("pool", X, sq=sq)  # raises, or rescales rows
             G = X @ X.T
-        sq = np.diagonal(G).copy()
+            sq = np.diagonal(G).copy()
+            xt = X @ t
+            canon = canonical_rows(X)
         inv = 1.0 / np.sqrt(sq)
         G *= np.multiply.outer(inv, inv)
     else:
         X, inv, sq = row_inverse_norms("pool", X)
-    t_rows, t_inv, _ = row_inverse_norms("query", t[None, :], rows_label=False)
-    t = t_rows[0] * t_inv[0]
-    b = (X @ t) * inv
+        xt = X @ t
+        canon = canonical_rows(X)
     return Problem(
         X=X,
         inv=inv,
         t=t,
         tt=float(t @ t),
-        b=b,
+        b=xt * inv,
         kdiag=sq * inv * inv,
-        canon=canonical_rows(X),
+        canon=canon,
         G=G,
     )
 

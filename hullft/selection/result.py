@@ -12,10 +12,18 @@ import numpy as np
 _SIMPLEX_ATOL = 1e-9
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True)
-    a.setflags(write=False)
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` (already a private copy) made read-only."""
+    a.flags.writeable = False
     return a
+
+
+def _min(a: np.ndarray) -> Any:
+    return np.minimum.reduce(a)
+
+
+def _max(a: np.ndarray) -> Any:
+    return np.maximum.reduce(a)
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,8 +44,9 @@ class Selection:
     """(m,) float64 convex weights (>= 0, summing to 1), or ``None``."""
 
     def __post_init__(self) -> None:
-        idx = np.asarray(self.indices)
-        cnt = np.asarray(self.counts)
+        # Built once per query per method: every check below is a single ufunc call.
+        idx = np.array(self.indices, dtype=None, copy=True)
+        cnt = np.array(self.counts, dtype=None, copy=True)
         if idx.ndim != 1 or cnt.ndim != 1 or idx.shape != cnt.shape:
             raise ValueError(
                 f"Selection.indices and counts must be 1-D of equal length, "
@@ -48,23 +57,25 @@ class Selection:
         for name, a in (("indices", idx), ("counts", cnt)):
             if a.dtype.kind not in "iu":
                 raise ValueError(f"Selection.{name} must be integers, got dtype {a.dtype}")
-        if idx.min() < 0:
-            raise ValueError(f"Selection.indices must be >= 0, got {idx.min()}")
-        if np.unique(idx).size != idx.size:
+        if _min(idx) < 0:
+            raise ValueError(f"Selection.indices must be >= 0, got {_min(idx)}")
+        ordered = np.sort(idx)
+        if (ordered[1:] == ordered[:-1]).any():
             raise ValueError("Selection.indices must be unique (use counts for repeats)")
-        if cnt.min() < 1:
-            raise ValueError(f"Selection.counts must be >= 1, got {cnt.min()}")
-        object.__setattr__(self, "indices", _readonly(idx.astype(np.int64, copy=False)))
-        object.__setattr__(self, "counts", _readonly(cnt.astype(np.int64, copy=False)))
+        if _min(cnt) < 1:
+            raise ValueError(f"Selection.counts must be >= 1, got {_min(cnt)}")
+        object.__setattr__(self, "indices", _frozen(idx.astype(np.int64, copy=False)))
+        object.__setattr__(self, "counts", _frozen(cnt.astype(np.int64, copy=False)))
         if self.weights is not None:
-            w = np.asarray(self.weights, dtype=np.float64)
+            w = np.array(self.weights, dtype=np.float64, copy=True)
             if w.shape != idx.shape:
                 raise ValueError(f"Selection.weights must have shape {idx.shape}, got {w.shape}")
-            if not np.all(np.isfinite(w)) or w.min() < 0:
+            if not _min(w) >= 0 or not np.isfinite(_max(w)):  # NaN fails both
                 raise ValueError("Selection.weights must be finite and >= 0")
-            if abs(float(w.sum()) - 1.0) > _SIMPLEX_ATOL:
-                raise ValueError(f"Selection.weights must sum to 1, got {float(w.sum())!r}")
-            object.__setattr__(self, "weights", _readonly(w))
+            total = float(np.add.reduce(w))
+            if abs(total - 1.0) > _SIMPLEX_ATOL:
+                raise ValueError(f"Selection.weights must sum to 1, got {total!r}")
+            object.__setattr__(self, "weights", _frozen(w))
 
     @property
     def size(self) -> int:

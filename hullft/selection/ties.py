@@ -30,10 +30,10 @@ def first_max(values: np.ndarray, tol: float) -> int:
     """Lowest index i with values[i] >= max(values) - tol."""
     s = int(values.argmax())
     if s:
-        head = values[:s] >= values[s] - tol
-        j = int(head.argmax())
-        if head[j]:
-            return j
+        thr = values.item(s) - tol
+        head = values[:s]
+        if head.item(int(head.argmax())) >= thr:  # rare: look for the first one
+            return int((head >= thr).argmax())
     return s
 
 
