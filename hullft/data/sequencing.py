@@ -55,24 +55,27 @@ class Sequencer:
     def split(self, text: str) -> list[Span]:
         """The spans of ``text`` (byte offsets into ``text.encode('utf-8')``)."""
         L = self.max_tokens
-        starts = [s for s, _ in self._tok.encode(text, add_special_tokens=False).offsets]
-        n = len(starts)
+        enc = self._tok.encode(text, add_special_tokens=False)
+        n = len(enc)
         if n <= L:
             return [Span(0, _nbytes(text), n)]
         if self.mode == "document":
-            end, count = self._fit(text, starts, 0)
+            end, count = self._fit(text, _starts(enc), 0)
             return [Span(0, _nbytes(text[:end]), count)]
 
         # Fast path: cut at every L-th token (in context), then check all pieces at once.
+        # Only the cut tokens' offsets are fetched: the full offset list costs more
+        # than the tokenization itself on long documents.
         cuts = [0]
         for k in range(L, n, L):
-            c = starts[k]
+            c = enc.token_to_chars(k)[0]
             if c > cuts[-1]:
                 cuts.append(c)
         bounds = [*cuts, len(text)]
         pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
         counts = self._count(pieces)
         if max(counts) > L:  # rare: a boundary merge grew a piece; redo the cuts one by one
+            starts = _starts(enc)
             chars: list[tuple[int, int, int]] = []
             pos = 0
             while pos < len(text):
@@ -108,6 +111,11 @@ class Sequencer:
                 log.debug("a piece of one token holds %d > %d tokens on its own", count, L)
                 return end, count
             e = prev
+
+
+def _starts(enc: Any) -> list[int]:
+    """Start character of every token."""
+    return [a for a, _ in enc.offsets]
 
 
 def _nbytes(s: str) -> int:
