@@ -268,3 +268,19 @@ def test_a_mistyped_domain_is_reported(
     assert set(index.manifest.domains) == {"Alpha"}
     assert index.manifest.input["filtered"]["domain_not_selected"] == 36
     assert "data.domains ['Typo'] do not occur" in caplog.text
+
+
+@pytest.mark.slow
+def test_default_build_of_the_embedded_corpus(tmp_path: Path) -> None:
+    """The real defaults (SmolLM2 tokenizer, MiniLM) on a 3-documents-per-domain slice."""
+    from hullft.config import DataConfig, RunConfig
+
+    cfg = RunConfig(
+        data=DataConfig(max_docs_per_domain=3), index=IndexConfig(dir=str(tmp_path / "idx"))
+    )
+    index = load_index(build_index(cfg, progress=False))
+    m = index.manifest
+    assert m.dim == 384 and m.tokenizer == "smollm2-135m" and len(m.domains) >= 8
+    assert all(index.texts.n_tokens(i) <= 256 for i in range(len(index)))
+    _, ids = index.search(index.embeddings.get(np.arange(10)), 1)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(10))
