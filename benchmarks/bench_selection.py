@@ -1,7 +1,7 @@
 """Selection speed: milliseconds per query, ratios to the baselines, batched throughput.
 
-    .venv/bin/python benchmarks/bench_selection.py            # full run (a few minutes)
-    .venv/bin/python benchmarks/bench_selection.py --quick    # smaller, ~1 minute
+    .venv/bin/python benchmarks/bench_selection.py            # full run (~2 minutes)
+    .venv/bin/python benchmarks/bench_selection.py --quick    # fewer pools and repeats (~40 s)
 
 Everything runs single-threaded (BLAS, OpenMP, torch, faiss) and in one process, so
 the ratios compare like with like. Times are CPU time of the process
