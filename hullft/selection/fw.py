@@ -97,8 +97,10 @@ def run_frank_wolfe(
     tc = b_list[s]  # <t, c>
     cc = float(col[s])  # <c, c>
     history = [tt - 2.0 * tc + cc] if record else []
-    p_cache: dict[int, np.ndarray] = {s: p_s}
-    diag: dict[int, float] = {s: float(col[s])}
+    # Per row: its score vector b - G[:, s] and G[s, s], filled when it is first picked.
+    p_cache: list[np.ndarray | None] = [None] * problem.K
+    diag = [0.0] * problem.K
+    p_cache[s], diag[s] = p_s, col.item(s)
 
     reason: StopReason = "max_iter"
     n_iter = 0
@@ -115,7 +117,7 @@ def run_frank_wolfe(
         if s and u.item(int(u[:s].argmax())) >= u_s - TIE_ATOL / alpha:
             s = int((u[:s] >= u_s - TIE_ATOL / alpha).argmax())
             u_s = u.item(s)
-        p_s = p_cache.get(s)
+        p_s = p_cache[s]
         if p_s is None:
             col = gram.column(s)
             p_s = p_cache[s] = b - col
