@@ -44,9 +44,12 @@ def reuse_schedule(counts: Sequence[int], refresh_interval: int) -> Iterator[Ste
     sequences in the given (selection) order, each repeated J times back to back."""
     if refresh_interval < 1:
         raise ValueError(f"refresh_interval must be >= 1, got {refresh_interval}")
-    for k, n in enumerate(check_counts(counts)):
-        for j in range(n):
-            yield Step(seq=k, repeat=j, fresh=j % refresh_interval == 0)
+    checked = check_counts(counts)  # validated now, not on the first next()
+    return (
+        Step(seq=k, repeat=j, fresh=j % refresh_interval == 0)
+        for k, n in enumerate(checked)
+        for j in range(n)
+    )
 
 
 def count_passes(counts: Sequence[int], refresh_interval: int) -> int:

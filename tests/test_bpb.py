@@ -216,7 +216,7 @@ def test_prefix_is_bos_then_eos():
         eos_token_id = 7
 
     assert prefix_token_id(Tok()) == 7
-    Tok.bos_token_id = 3  # type: ignore[assignment]
+    Tok.bos_token_id = 3
     assert prefix_token_id(Tok()) == 3
     Tok.bos_token_id = Tok.eos_token_id = None  # type: ignore[assignment]
     with pytest.raises(ValueError, match="bos_token"):

@@ -277,9 +277,11 @@ def test_bad_counts_are_caller_errors():
     with pytest.raises(ValueError, match="non-negative"):
         engine.run(QUERY, TEXTS, [1, -1, 2])
     with pytest.raises(ValueError, match="non-negative"):
-        engine.run(QUERY, TEXTS, [1, 1.5, 2])
+        engine.run(QUERY, TEXTS, [1, 1.5, 2])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="refresh_interval"):
         count_passes([1], 0)
+    with pytest.raises(ValueError, match="refresh_interval"):
+        reuse_schedule([1], 0)
 
 
 # ---------------------------------------------------------------------------

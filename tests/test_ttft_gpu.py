@@ -55,7 +55,8 @@ def test_default_cuda_policy_is_bf16_autocast_and_fused_adam():
     assert engine.policy == RuntimePolicy(train_autocast="bfloat16", fused=True)
     opt = build_optimizer(list(model.parameters()), engine.config, engine.policy)
     assert opt.param_groups[0]["fused"]
-    off = TTFTEngine(*tiny(), FinetuneConfig(bf16=False, fused=False), "cuda")
+    model, tok = tiny()
+    off = TTFTEngine(model, tok, FinetuneConfig(bf16=False, fused=False), "cuda")
     assert off.policy == RuntimePolicy()
 
 
