@@ -75,9 +75,15 @@ def plan_workers(cfg: ClusterConfig, cluster_gpus: float, cluster_cpus: float) -
             f"{n} worker(s) × {gpus_each:g} GPU(s) = {gpus_each * n:g} GPUs requested but the "
             f"cluster has {cluster_gpus:g}; set cluster.num_workers or cluster.gpus_per_worker lower"
         )
-    if cfg.cpus_per_worker * n > cluster_cpus + 1e-9:
+    if cfg.cpus_per_worker is not None:
+        cpus_each = cfg.cpus_per_worker
+    elif gpus_each > 0:
+        cpus_each = 1.0
+    else:  # CPU-only: the workers share every core (their torch threads)
+        cpus_each = max(1.0, float(math.floor(cluster_cpus / n)))
+    if cpus_each * n > cluster_cpus + 1e-9:
         raise PlanError(
-            f"{n} worker(s) × {cfg.cpus_per_worker:g} CPU(s) requested but the cluster has "
+            f"{n} worker(s) × {cpus_each:g} CPU(s) requested but the cluster has "
             f"{cluster_cpus:g}; lower cluster.cpus_per_worker or cluster.num_workers"
         )
-    return WorkerPlan(num_workers=n, num_gpus=gpus_each, num_cpus=cfg.cpus_per_worker)
+    return WorkerPlan(num_workers=n, num_gpus=gpus_each, num_cpus=cpus_each)

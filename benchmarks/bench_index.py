@@ -34,7 +34,6 @@ from hullft.config import DataConfig, IndexConfig, QueryConfig, RunConfig
 from hullft.data.queries import load_queries
 from hullft.embedder import Embedder
 from hullft.index import build_index, faiss_index, load_index, recall_at_k
-from hullft.index.options import REFINE_FACTOR
 
 
 def peak_rss_mib() -> float:
@@ -75,8 +74,8 @@ def bench_kinds(vectors: np.ndarray, queries: np.ndarray, k: int, batch: int) ->
         ("flat", IndexConfig(kind="flat"), 1),
         ("ivf_flat", IndexConfig(kind="ivf_flat"), 1),
         ("ivf_pq", IndexConfig(kind="ivf_pq"), 1),
-        ("ivf_pq+refine", IndexConfig(kind="ivf_pq"), REFINE_FACTOR),
-        ("opq_ivf_pq+refine", IndexConfig(kind="ivf_pq", opq=True), REFINE_FACTOR),
+        ("ivf_pq+refine", IndexConfig(kind="ivf_pq"), IndexConfig().refine_factor),
+        ("opq_ivf_pq+refine", IndexConfig(kind="ivf_pq", opq=True), IndexConfig().refine_factor),
         ("hnsw", IndexConfig(kind="hnsw"), 1),
     ]
     for name, cfg, rf in kinds:

@@ -156,6 +156,9 @@ class IndexConfig:
     """HNSW build beam."""
     ef_search: int = 256
     """HNSW search beam (must be >= K for good recall)."""
+    refine_factor: int = 4
+    """For ``ivf_pq``: fetch refine_factor·k candidates by PQ code and re-rank them
+    exactly against the embedding store (1 = off)."""
     embedding_dtype: Literal["float16", "float32"] = "float16"
     """On-disk dtype of the embedding store."""
     use_gpu: Literal["auto", "never", "always"] = "auto"
@@ -168,7 +171,15 @@ class IndexConfig:
     """Documents per build shard (the unit of resumption)."""
 
     def __post_init__(self) -> None:
-        for name in ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_construction", "ef_search"):
+        for name in (
+            "nlist",
+            "nprobe",
+            "pq_m",
+            "hnsw_m",
+            "ef_construction",
+            "ef_search",
+            "refine_factor",
+        ):
             _require(getattr(self, name) >= 1, f"index.{name} must be >= 1")
         _require(self.pq_bits in (4, 6, 8, 10, 12), "index.pq_bits must be one of 4, 6, 8, 10, 12")
         _require(self.embed_actors >= 1, "index.embed_actors must be >= 1")
@@ -209,7 +220,11 @@ class SelectionConfig:
         _require(self.fw_max_iter >= 1, "selection.fw_max_iter must be >= 1")
         _require(self.fw_tol >= 0, "selection.fw_tol must be >= 0")
         _require(self.swap_passes >= 0, "selection.swap_passes must be >= 0")
-        _require(self.sift_lambda > 0, "selection.sift_lambda must be > 0")
+        _require(
+            self.sift_lambda >= 1e-8,
+            f"selection.sift_lambda must be >= 1e-8 (below, SIFT's posterior update is "
+            f"rounding noise), got {self.sift_lambda}",
+        )
         _require(
             "knn" not in self.methods or self.n <= self.k,
             f"selection.n={self.n} > selection.k={self.k}: kNN cannot pick more than K "
@@ -282,8 +297,9 @@ class ClusterConfig:
     """Model-replica workers; ``None`` = one per GPU, or 1 on a CPU-only cluster."""
     gpus_per_worker: float = 1.0
     """GPUs per worker (fractional packs several workers on one GPU; 0 = CPU)."""
-    cpus_per_worker: float = 1.0
-    """CPUs reserved per model worker."""
+    cpus_per_worker: float | None = None
+    """CPUs reserved per model worker (its torch threads on CPU); ``None`` = 1 on a
+    GPU cluster, an equal share of all CPUs on a CPU-only one."""
     num_selectors: int = 1
     """CPU selector actors."""
     index_replicas: int = 1
@@ -303,7 +319,10 @@ class ClusterConfig:
             "cluster.num_workers must be >= 1 or null",
         )
         _require(self.gpus_per_worker >= 0, "cluster.gpus_per_worker must be >= 0")
-        _require(self.cpus_per_worker >= 0, "cluster.cpus_per_worker must be >= 0")
+        _require(
+            self.cpus_per_worker is None or self.cpus_per_worker >= 0,
+            "cluster.cpus_per_worker must be >= 0 or null",
+        )
         _require(self.num_selectors >= 1, "cluster.num_selectors must be >= 1")
         _require(self.index_replicas >= 1, "cluster.index_replicas must be >= 1")
         _require(

@@ -33,9 +33,18 @@ def test_fractional_gpus_pack_workers() -> None:
     assert (plan.num_workers, plan.num_gpus) == (4, 0.5)
 
 
-def test_cpu_cluster_gets_one_cpu_worker() -> None:
+def test_cpu_cluster_gets_one_worker_with_every_core() -> None:
     plan = plan_workers(ClusterConfig(), cluster_gpus=0, cluster_cpus=2)
-    assert (plan.num_workers, plan.num_gpus, plan.num_cpus) == (1, 0.0, 1.0)
+    assert (plan.num_workers, plan.num_gpus, plan.num_cpus) == (1, 0.0, 2.0)
+
+
+def test_cpu_workers_share_the_cores() -> None:
+    plan = plan_workers(ClusterConfig(num_workers=2), cluster_gpus=0, cluster_cpus=5)
+    assert (plan.num_workers, plan.num_cpus) == (2, 2.0)
+
+
+def test_gpu_workers_reserve_one_cpu_by_default() -> None:
+    assert plan_workers(ClusterConfig(), cluster_gpus=2, cluster_cpus=16).num_cpus == 1.0
 
 
 def test_more_gpus_than_exist_is_explained() -> None:

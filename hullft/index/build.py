@@ -54,7 +54,6 @@ from hullft.index.manifest import (
     read_manifest,
     write_manifest,
 )
-from hullft.index.options import refine_factor
 
 log = logging.getLogger(__name__)
 
@@ -536,7 +535,7 @@ def _assemble(
             "search": {
                 "nprobe": cfg.index.nprobe,
                 "ef_search": cfg.index.ef_search,
-                "refine_factor": refine_factor(cfg.index) if spec.kind == "ivf_pq" else 1,
+                "refine_factor": cfg.index.refine_factor if spec.kind == "ivf_pq" else 1,
             },
         },
         "input": {

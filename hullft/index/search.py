@@ -29,7 +29,6 @@ from hullft.index.manifest import (
     index_identity,
     read_manifest,
 )
-from hullft.index.options import refine_factor as default_refine_factor
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +196,7 @@ def load_index(
         nprobe = nprobe if nprobe is not None else cfg.index.nprobe
         ef_search = ef_search if ef_search is not None else cfg.index.ef_search
         if refine_factor is None:
-            refine_factor = default_refine_factor(cfg.index)
+            refine_factor = cfg.index.refine_factor
     else:
         path = Path(source)
         manifest = read_manifest(path)
