@@ -9,6 +9,7 @@ results under ``runs/``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -241,10 +242,10 @@ def _param_count(cfg: RunConfig) -> int | None:
 def _naive_comparison(cfg: RunConfig, point: _Point) -> dict[str, Any]:
     """hullft's engine vs the published procedure on the same model and multisets."""
     import torch
-    from hullft.reference import NaiveTTFT
 
     from hullft.index import load_index
     from hullft.models import load_model
+    from hullft.reference import PublishedProcedure
     from hullft.ttft import TTFTEngine
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -258,7 +259,10 @@ def _naive_comparison(cfg: RunConfig, point: _Point) -> dict[str, Any]:
     texts = load_index(_index_dir(point.cfg)).texts
     lm = load_model(cfg.model, device=device)
     ours = TTFTEngine(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=lm.max_length)
-    naive = NaiveTTFT(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=lm.max_length)
+    # its own copy: the naive procedure finetunes in place and reloads from the host
+    naive = PublishedProcedure(
+        copy.deepcopy(lm.model), lm.tokenizer, lm.max_length, point.cfg.finetune, device
+    )
     t_ours, t_naive = [], []
     for _, row in hull.iterrows():
         seqs = texts.get_many(np.asarray(row["support_ids"], dtype=np.int64))
