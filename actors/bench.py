@@ -103,15 +103,18 @@ def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
     """``workers`` replicas: one GPU share each on GPU clusters, a CPU share on CPU."""
     import ray
 
-    res = ray.cluster_resources()
-    gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 1.0)
-    if gpus > 0:
-        cluster = {"num_workers": workers, "gpus_per_worker": min(1.0, gpus / workers)}
-    else:
-        cluster = {"num_workers": workers, "cpus_per_worker": max(1.0, float(int(cpus // workers)))}
-    # a distinct run id, so the sweep points never resume one another
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    cluster: dict[str, Any] = {"num_workers": workers}
+    if gpus > 0:  # several workers per GPU (fractional) where there are fewer GPUs
+        cluster["gpus_per_worker"] = min(1.0, gpus / workers)
+    # on CPU, plan_workers gives each worker an equal share of the cores
+    # the sweep's smallest N (throughput, not quality, is measured here), and a
+    # distinct run id so that the sweep points never resume one another
     return _with(
-        base, cluster=cluster, experiment={"run_id": f"{base.experiment.name}-scaling-w{workers}"}
+        base,
+        cluster=cluster,
+        selection={"n": min(base.bench.n_values)},
+        experiment={"run_id": f"{base.experiment.name}-scaling-w{workers}"},
     )
 
 
