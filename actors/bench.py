@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from hullft.config import RunConfig, config_to_dict
-from hullft.report import format_table, provenance
+from hullft.config import RunConfig
+from hullft.report import format_table, provenance_section
 from hullft.results import BASE_METHOD, read_results
 
 log = logging.getLogger(__name__)
@@ -461,14 +461,7 @@ def _write_report(out: Path, cfg: RunConfig, fig: dict[str, Any]) -> None:
             f"naive {nv['naive_s_per_query']:.2f} s/query → **{nv['speedup']:.2f}×**.",
             "",
         ]
-    lines += [
-        "## Provenance",
-        "",
-        "```json",
-        json.dumps({"provenance": provenance(), "config": config_to_dict(cfg)}, indent=2),
-        "```",
-        "",
-    ]
+    lines += provenance_section(cfg)
     (out / "report.md").write_text("\n".join(lines))
 
 

@@ -181,24 +181,8 @@ def run_naive(naive: PublishedProcedure, q: Query) -> dict[str, Any]:
 def tiny_bpe_model(hidden: int, layers: int, context: int) -> tuple[Any, Any]:
     """The tiny Llama shape over SmolLM2's 49k BPE vocabulary: like real small LMs,
     most of its parameters and FLOPs sit in the (tied) embedding / output layer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = load_tokenizer(ModelConfig())
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=context,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return LlamaForCausalLM(config), tok
+    return build_tiny_model(hidden=hidden, layers=layers, context=context, tokenizer=tok)
 
 
 def load(args: argparse.Namespace, device: str) -> tuple[Any, Any, int, str]:

@@ -169,13 +169,13 @@ def byte_tokenizer() -> Any:
 
 
 def build_tiny_model(
-    *, hidden: int = 64, layers: int = 2, context: int = 256, seed: int = 0
+    *, hidden: int = 64, layers: int = 2, context: int = 256, seed: int = 0, tokenizer: Any = None
 ) -> tuple[Any, Any]:
-    """A randomly initialised 2-layer Llama over the byte tokenizer."""
+    """A randomly initialised small Llama over ``tokenizer`` (default: the byte tokenizer)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = byte_tokenizer()
+    tok = tokenizer if tokenizer is not None else byte_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,

@@ -128,6 +128,14 @@ def provenance() -> dict[str, str]:
     return info
 
 
+def provenance_section(cfg: Any) -> list[str]:
+    """Markdown lines: versions, hardware, git revision, date and the full config."""
+    from hullft.config import config_to_dict
+
+    payload = {"provenance": provenance(), "config": config_to_dict(cfg)}
+    return ["## Provenance", "", "```json", json.dumps(payload, indent=2), "```", ""]
+
+
 def summarize_run(run_dir: Path, cfg: Any, summary: Any) -> Path:
     """Print the summary table and write ``report.md`` next to the results."""
     df = read_results(run_dir)
@@ -162,16 +170,7 @@ def summarize_run(run_dir: Path, cfg: Any, summary: Any) -> Path:
             format_table(failed[["query_id", "method", "attempt", "error"]]),
             "",
         ]
-    from hullft.config import config_to_dict
-
-    lines += [
-        "## Provenance",
-        "",
-        "```json",
-        json.dumps({"provenance": provenance(), "config": config_to_dict(cfg)}, indent=2),
-        "```",
-        "",
-    ]
+    lines += provenance_section(cfg)
     out = run_dir / "report.md"
     out.write_text("\n".join(lines))
     return out
