@@ -42,10 +42,10 @@ class ModelWorker:
         if self._engine is not None:
             return
         import torch
-        from hullft.ttft import TTFTEngine
 
         from hullft.index import load_index
         from hullft.models import load_model
+        from hullft.ttft import TTFTEngine
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)

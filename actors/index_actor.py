@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 class IndexService:
     def __init__(self, index_dir: str | Path, embedder_cfg: EmbedderConfig):
         from hullft.embedder import Embedder
-
         from hullft.index import load_index
 
         self.index = load_index(index_dir)
