@@ -158,3 +158,13 @@ def test_gpu_build_and_search_match_cpu(data: tuple[np.ndarray, np.ndarray]) -> 
     _, a = cpu.search(q, 20)
     _, b = searcher.search(q, 20)
     assert recall_at_k(b, a) >= 0.99
+
+
+def test_missing_faiss_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from hullft.index import faiss_index
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
+    with pytest.raises(ModuleNotFoundError, match=r"\.\[cpu\].*\.\[gpu\]"):
+        faiss_index._faiss()

@@ -35,8 +35,15 @@ _TRAIN_SEED = 1234
 
 def _faiss() -> Any:
     """The faiss module, imported on first use (typed loosely: SWIG objects)."""
-    import faiss
-
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            "FAISS is not installed: install exactly one of the project's extras, "
+            "`pip install -e '.[cpu]'` (faiss-cpu) or, on a CUDA machine, "
+            "`pip install -e '.[gpu]'` (faiss-gpu-cu12); they share the `faiss` module, "
+            "so never both"
+        ) from exc
     return faiss
 
 
