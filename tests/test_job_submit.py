@@ -12,7 +12,7 @@ import pytest
 from hullft.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = pytest.mark.ray
 
 
 def test_ray_job_submit_on_a_local_head(tmp_path: Path) -> None:
