@@ -261,10 +261,14 @@ def _naive_comparison(cfg: RunConfig, point: _Point) -> dict[str, Any]:
     queries = {q.query_id: q.text for q in load_queries(point.cfg.queries)}
     texts = load_index(_index_dir(point.cfg)).texts
     lm = load_model(cfg.model, device=device)
-    ours = TTFTEngine(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=lm.max_length)
+    # Both sides train on sequences of at most data.sequence_length tokens (what the
+    # index was cut to); the naive side pads every sequence to exactly that length,
+    # as the published code pads to its max_length — never to the model's context.
+    length = min(point.cfg.data.sequence_length, lm.max_length)
+    ours = TTFTEngine(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=length)
     # its own copy: the naive procedure finetunes in place and reloads from the host
     naive = PublishedProcedure(
-        copy.deepcopy(lm.model), lm.tokenizer, lm.max_length, point.cfg.finetune, device
+        copy.deepcopy(lm.model), lm.tokenizer, length, point.cfg.finetune, device
     )
     t_ours, t_naive = [], []
     for _, row in hull.iterrows():
