@@ -287,11 +287,12 @@ def _process(
         ray.remote(num_cpus=0, max_restarts=3)(IndexService).remote(str(index_dir), cfg.embedder)
         for _ in range(cfg.cluster.index_replicas)
     ]
+    run_id = state.run_id
     selectors: list[Any] = [
-        ray.remote(num_cpus=0, max_restarts=3)(SelectorService).remote(
-            str(index_dir), cfg.selection
-        )
-        for _ in range(cfg.cluster.num_selectors)
+        ray.remote(num_cpus=0, max_restarts=3)(SelectorService)
+        .options(name=f"{run_id}/selector{i}", namespace=ACTOR_NAMESPACE)
+        .remote(str(index_dir), cfg.selection)
+        for i in range(cfg.cluster.num_selectors)
     ]
     spawn = _worker_factory(cfg, index_dir, plan, worker_cls)
     workers = [spawn(f"w{i}") for i in range(plan.num_workers)]
@@ -408,7 +409,7 @@ def _process(
                         rows = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         failure = _classify(exc)
-                        if failure is Failure.ACTOR_DIED and w.alive:
+                        if failure is Failure.ACTOR_DIED and w.alive and _died(exc, w.actor):
                             w.alive = False
                             log.warning(
                                 "worker %s died; %d queued queries move to other workers",
@@ -446,6 +447,13 @@ def _worker_factory(
         return _Worker(actor=actor, worker_id=worker_id, ping_ref=actor.ping.remote())
 
     return spawn
+
+
+def _died(exc: BaseException, actor: Any) -> bool:
+    """Whether ``exc`` reports the death of ``actor`` itself — not of a selector whose
+    result the worker was handed by reference (unknown actor id: assume it was)."""
+    dead = getattr(exc, "actor_id", None)
+    return dead is None or dead == actor._actor_id.hex()
 
 
 def worker_actor_name(run_id: str, worker_id: str) -> str:

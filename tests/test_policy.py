@@ -59,3 +59,18 @@ def test_too_many_cpus_is_explained() -> None:
         plan_workers(
             ClusterConfig(num_workers=3, cpus_per_worker=2), cluster_gpus=0, cluster_cpus=4
         )
+
+
+def test_only_the_workers_own_death_marks_it_dead() -> None:
+    """A selector that dies fails the selection handed to a worker by reference; the
+    worker must stay in the pool (on a 2-core machine a replacement could never start)."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayActorError
+
+    from actors.driver import _died
+
+    worker = SimpleNamespace(_actor_id=SimpleNamespace(hex=lambda: "aa11"))
+    assert _died(RayActorError(actor_id="aa11"), worker)
+    assert not _died(RayActorError(actor_id="bb22"), worker)
+    assert _died(RayActorError(), worker)  # unknown actor: assume the worker died
