@@ -114,17 +114,9 @@ def build_optimizer(
         kernel["fused"] = True
     elif policy.foreach is not None:
         kernel["foreach"] = policy.foreach
-    if config.optimizer == "adam":
-        return torch.optim.Adam(
-            params,
-            lr=config.lr,
-            betas=config.betas,
-            eps=config.eps,
-            weight_decay=config.weight_decay,
-            **kernel,
-        )
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(
+    if config.optimizer in ("adam", "adamw"):
+        adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+        return adam(
             params,
             lr=config.lr,
             betas=config.betas,
