@@ -31,14 +31,7 @@ TEXTS = [
 LONG = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(14))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model gains nothing from threads, and on a shared CI machine an
-    oversubscribed OpenMP pool is what makes small ops slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -35,14 +35,7 @@ COUNTS = [3, 1, 2]
 TIMING = {"finetune_s", "evaluate_s", "reset_s"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model gains nothing from threads, and on a shared CI machine an
-    oversubscribed OpenMP pool is what makes small ops slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(seed: int = 0):
