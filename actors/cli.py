@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hullft.config import ConfigError, RunConfig, build_config, config_to_dict
+from hullft.results import DuplicateResultError
 
 log = logging.getLogger("hullft")
 
@@ -141,7 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_bench(cfg)
             return 0
-    except (ConfigError, FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        ModuleNotFoundError,
+        ValueError,
+        DuplicateResultError,
+    ) as exc:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
