@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pytest
 
+import hullft.selection.fw as fw_module
 from hullft.selection import (
     Selection,
     frank_wolfe,
@@ -28,6 +29,8 @@ from hullft.selection import (
     sift,
     sift_sequence,
 )
+from hullft.selection.fw import frank_wolfe_path, run_frank_wolfe
+from hullft.selection.problem import Gram, Problem
 
 # ----------------------------------------------------------------------------------
 # Naive transcriptions of DESIGN.md §4.
@@ -60,9 +63,16 @@ def naive_knn(pool, query, n):
     return sorted(range(len(X)), key=lambda i: (-grid(sims[i]), i))[:n]
 
 
-def naive_frank_wolfe(pool, query, N, max_iter=250, tol=1e-5):
-    """§4.2, in R^d. Returns (support ordered by weight desc, renormalised weights)."""
-    X, t = unit(pool), unit(query)
+def naive_frank_wolfe(pool, query, N, max_iter=250, tol=1e-5, *, normalise=True, gammas=None):
+    """§4.2, in R^d. Returns (support ordered by weight desc, renormalised weights).
+
+    ``normalise=False`` runs on the rows and query as given; ``gammas``, a list, gets
+    every step size.
+    """
+    if normalise:
+        X, t = unit(pool), unit(query)
+    else:
+        X, t = np.asarray(pool, dtype=np.float64), np.asarray(query, dtype=np.float64)
     K = len(X)
     s0 = first_best(X @ t)
     w = np.zeros(K)
@@ -78,6 +88,8 @@ def naive_frank_wolfe(pool, query, N, max_iter=250, tol=1e-5):
         if d @ d < 1e-12:
             break
         gamma = min(max((r @ d) / (d @ d), 0.0), 1.0)
+        if gammas is not None:
+            gammas.append(gamma)
         w = (1 - gamma) * w
         w[s] += gamma
         c = c + gamma * d
@@ -320,6 +332,58 @@ def test_frank_wolfe_oracle_on_converging_case():
         sel = frank_wolfe(X, t, N, tol=1e-3)
         assert sel.indices.tolist() == rows
         np.testing.assert_allclose(sel.weights, weights, atol=1e-9)
+
+
+def raw_problem(X, t) -> Problem:
+    """The problem over rows and query as given, not normalised (a geometry that unit
+    vectors cannot take, to reach the kernel's rarer branches)."""
+    X, t = np.asarray(X, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    G = X @ X.T
+    return Problem(
+        X=X,
+        inv=np.ones(len(X)),
+        t=t,
+        tt=float(t @ t),
+        b=X @ t,
+        kdiag=np.diagonal(G).copy(),
+        canon=None,
+        G=G,
+    )
+
+
+def test_frank_wolfe_jump_onto_a_vertex_matches_oracle():
+    """A full step (gamma = 1) puts all weight on the new vertex: w = e_s exactly.
+
+    On unit vectors a full step needs the new vertex to be exactly as good as the
+    current iterate, so only rounding gets there; raw rows reach it directly.
+    """
+    X = [[10.0, 0.0], [2.0, 1.0], [3.0, -1.0]]
+    t = [2.0, 1.0]
+    problem = raw_problem(X, t)
+    gammas: list[float] = []
+    rows, weights = naive_frank_wolfe(X, t, 3, normalise=False, gammas=gammas)
+    assert 1.0 in gammas
+    fw = run_frank_wolfe(problem, Gram(problem, 3), 3, 250, 1e-5, record=True)
+    assert fw.support.tolist() == rows == [1, 0]
+    np.testing.assert_array_equal(fw.weights, [1.0, 0.0])
+    np.testing.assert_array_equal(weights, [1.0, 0.0])
+    assert fw.stop_reason == "tol"
+    np.testing.assert_allclose(fw.objective, [65.0, 0.0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frank_wolfe_scale_folding_changes_nothing(kind, monkeypatch):
+    """The scaled score vector is folded back (alpha -> 1) when alpha gets tiny; with
+    the threshold raised so that it folds on every step, results must not move."""
+    for X, t, N in cases(kind, 10, seed=9, N_range=(2, 30)):
+        plain = frank_wolfe_path(X, t, N)
+        monkeypatch.setattr(fw_module, "_RESCALE_BELOW", 2.0)  # alpha < 2: always
+        folded = frank_wolfe_path(X, t, N)
+        monkeypatch.undo()
+        assert folded.support.tolist() == plain.support.tolist()
+        assert (folded.n_iter, folded.stop_reason) == (plain.n_iter, plain.stop_reason)
+        np.testing.assert_allclose(folded.weights, plain.weights, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(folded.objective, plain.objective, rtol=0, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------------

@@ -9,18 +9,34 @@ needs <x_i, r> = b_i - g_i with b = X t and g = X c = sum_s w_s G[:, s]; every s
 the step needs (<r, d>, |d|^2, |r|^2) follows from b, g and the Gram column of the
 chosen vertex, which is computed once when the vertex first enters the support. The
 score vector is kept in scaled form (score = alpha * u), so that one iteration is an
-argmax and one axpy over K entries.
+argmax and one axpy over K entries; the iterations run compiled
+(:mod:`hullft.selection.fw_kernel`).
+
+Gram columns are computed lazily, one matrix-vector product per vertex that enters the
+support: on retrieval pools the support stays well below N (about 20 rows at N = 50,
+K = 200, where the 250 iterations run out first), so the ~20 products cost about 70%
+of one K x K syrk, and at worst (N = 50 vertices) 1.5x it (docs/selection.md).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from hullft.selection.fw_kernel import (
+    ALPHA,
+    CC,
+    DONE,
+    N_ITER,
+    N_SLOTS,
+    N_SUPPORT,
+    REASON,
+    TC,
+    fw_iterate,
+)
 from hullft.selection.problem import (
     Gram,
     Problem,
@@ -41,6 +57,8 @@ StopReason = Literal["tol", "degenerate", "support", "max_iter"]
 _RESCALE_BELOW = 1e-30
 # DESIGN.md §4.2: stop when |d|^2 < 1e-12 (the new vertex is the current iterate).
 _MIN_STEP_SQ = 1e-12
+# fw_kernel's reason codes, in order.
+_REASONS: tuple[StopReason, ...] = ("max_iter", "tol", "degenerate", "support")
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,113 +96,77 @@ def run_frank_wolfe(
     *,
     record: bool = False,
 ) -> FrankWolfeResult:
-    """Frank–Wolfe on a prepared problem (arguments already checked)."""
+    """Frank–Wolfe on a prepared problem (arguments already checked).
+
+    The iterations run in :func:`hullft.selection.fw_kernel.fw_iterate`; this
+    function sets up its state, computes each Gram column the kernel asks for, and
+    orders and truncates the result.
+    """
+    K = problem.K
     b = problem.b
-    b_list = b.tolist()
-    dup = problem.duplicate_rows
+    dup = np.zeros(K, dtype=np.bool_)
+    dup[problem.duplicate_rows] = True
+    cap = min(max_support, K) + 1  # support rows, plus one degenerate last pick
+    P = np.empty((cap, K))
+    slot = np.full(K, -1, dtype=np.int64)
+    order = np.zeros(cap, dtype=np.int64)
+    wv = np.zeros(cap)  # weight / alpha of order[k]
+    dg = np.zeros(cap)  # G[order[k], order[k]]
+    st = np.array([0, 0, 1, 0], dtype=np.int64)  # iterations, slots, support, reason
+
+    def add_column(i: int) -> np.ndarray:
+        k = int(st[N_SLOTS])
+        col = gram.column(i)
+        np.subtract(b, col, out=P[k])
+        slot[i], order[k], dg[k] = k, i, col.item(i)
+        st[N_SLOTS] = k + 1
+        return col
+
+    s = first_max(_masked(b, dup) if problem.canon is not None else b, TIE_ATOL)
+    col = add_column(s)
+    u = P[0].copy()
+    u[dup] = -np.inf  # the oracle never picks a later copy of a row (ties -> lowest)
+    wv[0] = 1.0
     tt = problem.tt
-
-    s = first_max(b if not dup.size else _masked(b, dup), TIE_ATOL)
-    col = gram.column(s)
-    # score = <x_i, r> = b - g, kept as alpha * u; u is -inf on duplicate rows so the
-    # oracle never picks a later copy of a row (ties -> lowest index).
-    p_s = b - col
-    u = p_s.copy()
-    if dup.size:
-        u[dup] = -np.inf
-    alpha = 1.0
-    v = {s: 1.0}  # support -> weight / alpha, in order of entry
-    tc = b_list[s]  # <t, c>
-    cc = float(col[s])  # <c, c>
-    history = [tt - 2.0 * tc + cc] if record else []
-    # Per row: its score vector b - G[:, s] and G[s, s], filled when it is first picked.
-    p_cache: list[np.ndarray | None] = [None] * problem.K
-    diag = [0.0] * problem.K
-    p_cache[s], diag[s] = p_s, col.item(s)
-
-    reason: StopReason = "max_iter"
-    n_iter = 0
-    near = 4.0 * (tol * tol)  # below this |r|^2, check |r| < tol exactly (_residual_below)
-    for _ in range(max_iter):
-        rr = tt - 2.0 * tc + cc
-        if rr < near and _residual_below(tol, problem, v, alpha):
-            reason = "tol"
+    tc = b.item(s)  # <t, c>
+    cc = col.item(s)  # <c, c>
+    fs = np.array([1.0, tc, cc, tt])  # alpha, <t,c>, <c,c>, <t,t>
+    history = np.empty(max_iter + 1 if record else 1)
+    history[0] = tt - 2.0 * tc + cc
+    while True:
+        need = fw_iterate(
+            u, P, slot, order, wv, dg, b, dup, problem.X, problem.inv, problem.t, fs, st,
+            history, max_support, max_iter, tol, TIE_ATOL, _MIN_STEP_SQ, _RESCALE_BELOW,
+            record,
+        )  # fmt: skip
+        if need == DONE:
             break
-        n_iter += 1
-        # argmax <x_i, r> (= alpha * u), ties within TIE_ATOL -> lowest row.
-        s = int(u.argmax())
-        u_s = u.item(s)
-        if s and u.item(int(u[:s].argmax())) >= u_s - TIE_ATOL / alpha:
-            s = int((u[:s] >= u_s - TIE_ATOL / alpha).argmax())
-            u_s = u.item(s)
-        p_s = p_cache[s]
-        if p_s is None:
-            col = gram.column(s)
-            p_s = p_cache[s] = b - col
-            diag[s] = col.item(s)
-        b_s = b_list[s]
-        g_s = b_s - alpha * u_s  # <x_s, c>
-        dd = diag[s] - 2.0 * g_s + cc  # |x_s - c|^2
-        if dd < _MIN_STEP_SQ:
-            reason = "degenerate"
-            if record:
-                history.append(rr)
-            break
-        gamma = (b_s - tc - g_s + cc) / dd  # exact line search: <r, x_s - c> / |x_s - c|^2
-        if gamma < 0.0:
-            gamma = 0.0
-        elif gamma > 1.0:
-            gamma = 1.0
-        if gamma == 1.0:
-            # The iterate jumps onto the vertex: w = e_s exactly.
-            u = p_s.copy()
-            if dup.size:
-                u[dup] = -np.inf
-            alpha = 1.0
-            v = dict.fromkeys(v, 0.0)
-            v[s] = 1.0
-        elif gamma > 0.0:
-            new_alpha = alpha * (1.0 - gamma)
-            if new_alpha < _RESCALE_BELOW:
-                # Fold the scale into u and v before 1/alpha can overflow.
-                u *= alpha
-                v = {k: x * alpha for k, x in v.items()}
-                new_alpha = 1.0 - gamma
-            alpha = new_alpha
-            coef = gamma / alpha
-            u += coef * p_s
-            v[s] = v.get(s, 0.0) + coef
-        else:
-            v.setdefault(s, 0.0)
-        cc = cc + 2.0 * gamma * (g_s - cc) + gamma * gamma * dd
-        tc = tc + gamma * (b_s - tc)
-        if record:
-            history.append(tt - 2.0 * tc + cc)
-        if len(v) >= max_support:
-            reason = "support"
-            break
+        add_column(need)
 
+    n_iter, m = int(st[N_ITER]), int(st[N_SUPPORT])
+    reason = _REASONS[int(st[REASON])]
+    alpha, tc, cc = float(fs[ALPHA]), float(fs[TC]), float(fs[CC])
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "frank_wolfe: K=%d support=%d iterations=%d stop=%s |r|^2=%.3e",
-            problem.K,
-            len(v),
+            K,
+            m,
             n_iter,
             reason,
             tt - 2.0 * tc + cc,
         )
-    support = np.fromiter(v.keys(), dtype=np.int64, count=len(v))
-    weights = np.fromiter(v.values(), dtype=np.float64, count=len(v)) * alpha
+    support = order[:m].copy()
+    weights = wv[:m] * alpha
     # Weight descending, ties (1e-12 grid) -> lowest pool row; truncate; renormalise.
-    order = np.lexsort((support, -sort_key(weights)))[:max_support]
-    support, weights = support[order], weights[order]
+    keep = np.lexsort((support, -sort_key(weights)))[:max_support]
+    support, weights = support[keep], weights[keep]
     weights = weights / weights.sum()
     return FrankWolfeResult(
         support=support,
         weights=weights,
         n_iter=n_iter,
         stop_reason=reason,
-        objective=np.asarray(history, dtype=np.float64),
+        objective=history[: n_iter + 1].copy() if record else np.empty(0),
     )
 
 
@@ -194,17 +176,10 @@ def _masked(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _residual_below(tol: float, problem: Problem, v: dict[int, float], alpha: float) -> bool:
-    """|t - c| < tol with c rebuilt in R^d from the support.
-
-    |r|^2 = tt - 2<t,c> + |c|^2 has absolute rounding ~1e-16, i.e. a relative error
-    ~1e-6 in |r| at |r| ~ tol = 1e-5; the loop calls this only within a factor 2 of tol.
-    """
-    idx = np.fromiter(v.keys(), dtype=np.int64, count=len(v))
-    w = np.fromiter(v.values(), dtype=np.float64, count=len(v)) * alpha
-    c = (w * problem.inv[idx]) @ problem.X[idx]
-    r = problem.t - c
-    return math.sqrt(float(r @ r)) < tol
+def fw_problem(pool: Any, query: Any) -> tuple[Problem, Gram]:
+    """The checked problem and a lazy Gram matrix for :func:`run_frank_wolfe`."""
+    problem = prepare(pool, query)
+    return problem, Gram(problem, 0)
 
 
 def frank_wolfe_path(
@@ -219,8 +194,7 @@ def frank_wolfe_path(
     max_support = check_positive_int("max_support", max_support)
     max_iter = check_nonnegative_int("max_iter", max_iter)
     tol = check_float("tol", tol, positive=False)
-    problem = prepare(pool, query, gram_columns=max_support + 1)
-    gram = Gram(problem, max_support + 1)
+    problem, gram = fw_problem(pool, query)
     return run_frank_wolfe(problem, gram, max_support, max_iter, tol, record=True)
 
 
@@ -244,6 +218,5 @@ def frank_wolfe(
     max_support = check_positive_int("max_support", max_support)
     max_iter = check_nonnegative_int("max_iter", max_iter)
     tol = check_float("tol", tol, positive=False)
-    problem = prepare(pool, query, gram_columns=max_support + 1)
-    gram = Gram(problem, max_support + 1)
+    problem, gram = fw_problem(pool, query)
     return run_frank_wolfe(problem, gram, max_support, max_iter, tol).selection()

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hullft.selection.fw import run_frank_wolfe
+from hullft.selection.fw import fw_problem, run_frank_wolfe
 from hullft.selection.integerization import integerize_problem
-from hullft.selection.problem import (
-    Gram,
-    check_float,
-    check_nonnegative_int,
-    check_positive_int,
-    prepare,
-)
+from hullft.selection.problem import check_float, check_nonnegative_int, check_positive_int
 from hullft.selection.result import Selection
 from hullft.selection.rounding import largest_remainder
 
@@ -37,8 +31,7 @@ def hullft_select(
     max_iter = check_nonnegative_int("max_iter", max_iter)
     tol = check_float("tol", tol, positive=False)
     swap_passes = check_nonnegative_int("swap_passes", swap_passes)
-    problem = prepare(pool, query, gram_columns=n + 1)
-    gram = Gram(problem, n + 1)
+    problem, gram = fw_problem(pool, query)
     fw = run_frank_wolfe(problem, gram, n, max_iter, tol)
     w = fw.weights / fw.weights.sum()  # as integerize() renormalises its input
     return integerize_problem(problem, gram.block(fw.support), fw.support, w, n, swap_passes)
@@ -55,8 +48,8 @@ def hullft_fw(
     n = check_positive_int("n", n)
     max_iter = check_nonnegative_int("max_iter", max_iter)
     tol = check_float("tol", tol, positive=False)
-    problem = prepare(pool, query, gram_columns=n + 1)
-    return run_frank_wolfe(problem, Gram(problem, n + 1), n, max_iter, tol).selection()
+    problem, gram = fw_problem(pool, query)
+    return run_frank_wolfe(problem, gram, n, max_iter, tol).selection()
 
 
 def hullft_round(
