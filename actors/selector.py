@@ -12,10 +12,12 @@ from hullft.pipeline import Candidates, MethodSelection, select_methods
 class SelectorService:
     def __init__(self, index_dir: str | Path, cfg: SelectionConfig):
         from hullft.index import load_index
+        from hullft.selection import warm_up
 
         # Only the embedding store is used; the FAISS index itself is not searched here.
         self.embeddings = load_index(index_dir).embeddings
         self.cfg = cfg
+        warm_up()  # compile the selection kernel before the first query, not during it
 
     def ping(self) -> bool:
         return True

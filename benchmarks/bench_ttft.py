@@ -53,7 +53,7 @@ from hullft.data.readers import ReadStats, iter_documents, resolve_inputs
 from hullft.data.sequencing import Sequencer
 from hullft.models import build_tiny_model, load_model, load_tokenizer
 from hullft.reference import PublishedProcedure, synchronize
-from hullft.ttft import TTFTEngine
+from hullft.ttft import TTFTEngine, build_optimizer
 
 log = logging.getLogger("bench_ttft")
 LN2 = math.log(2.0)
@@ -140,6 +140,29 @@ def matmul_params(model: Any) -> int:
     out = model.get_output_embeddings()
     tied = out is not None and out.weight is emb
     return total if tied else total - emb.numel()
+
+
+def optimizer_step_ms(model: Any, cfg: FinetuneConfig, engine: TTFTEngine) -> tuple[float, float]:
+    """Median ms per Adam step on this model's parameters: the engine's kernel, and
+    PyTorch's default (what the naive procedure runs), on a copy with random grads."""
+    params = [p for p in copy.deepcopy(model).parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    out = []
+    for opt in (
+        build_optimizer(params, cfg, engine.policy),
+        torch.optim.Adam(params, lr=cfg.lr, eps=cfg.eps),
+    ):
+        opt.step()  # state allocation, not timed
+        times = []
+        for _ in range(7):
+            synchronize(engine.device)
+            t0 = time.perf_counter()
+            opt.step()
+            synchronize(engine.device)
+            times.append(time.perf_counter() - t0)
+        out.append(statistics.median(times) * 1e3)
+    return out[0], out[1]
 
 
 def run_hullft(engine: TTFTEngine, q: Query) -> dict[str, Any]:
@@ -273,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"         query domains: {[q.domain for q in queries]}")
     print(f"         hullft multiset counts: {queries[0].methods['hullft'][1]}")
     print(f"         engine policy: {engine.policy}")
+    fused_ms, default_ms = optimizer_step_ms(model, cfg, engine)
+    print(
+        f"         Adam step on this model: hullft {fused_ms:.2f} ms, "
+        f"naive (PyTorch's default kernel) {default_ms:.2f} ms"
+    )
 
     # Warm up both (lazy initialisation, allocator, kernels) on an untimed query.
     warm = Query(queries[0].text, "", {"knn": (queries[0].methods["knn"][0][:4], [1, 2, 1, 1])})

@@ -257,7 +257,7 @@ class FinetuneConfig:
     bf16: bool = True
     """bf16 autocast on CUDA (ignored on CPU, which runs fp32)."""
     fused: bool = True
-    """Fused optimizer kernels on CUDA (ignored on CPU)."""
+    """Fused optimizer kernels (one kernel for all parameters), on CUDA and CPU."""
     bpb_mode: Literal["rolling", "paper"] = "rolling"
     """``rolling``: every token scored (DESIGN.md §4.6); ``paper``: the published
     computation (truncate, skip first token), for comparison only."""

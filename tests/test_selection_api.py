@@ -48,6 +48,7 @@ def test_public_names_are_exported():
         "METHODS",
         "select",
         "select_batch",
+        "warm_up",
     ):
         assert name in sel_pkg.__all__ and hasattr(sel_pkg, name)
 
@@ -203,3 +204,15 @@ def test_selection_sources_do_not_import_ray_hydra_omegaconf():
         text = path.read_text()
         for banned in ("import ray", "from ray", "hydra", "omegaconf", "print("):
             assert banned not in text, f"{path.name} contains {banned!r}"
+
+
+def test_warm_up_compiles_the_frank_wolfe_kernel():
+    """In a fresh process: nothing compiled on import, the kernel ready after warm_up."""
+    out = _run(
+        "import hullft.selection as s\n"
+        "from hullft.selection.fw_kernel import fw_iterate as k\n"
+        "before = len(k.signatures)\n"
+        "s.warm_up()\n"
+        "print(before, len(k.signatures))"
+    )
+    assert out == "0 1"

@@ -91,8 +91,10 @@ def reference_loop(
 ) -> list[torch.Tensor]:
     """The published procedure, written plainly: one optimizer step per element, a
     fresh gradient every r-th repeat (clipped once), cloned and copied back for reuse.
-    ``autocast`` runs each forward under CPU bf16 autocast."""
+    ``autocast`` runs each forward under CPU bf16 autocast; the optimizer kernel is
+    the engine's on CPU (fused as ``cfg.fused`` says) unless ``kernel`` names one."""
     params = list(model.parameters())
+    kernel = kernel or {"fused": cfg.fused}
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kernel
@@ -163,8 +165,19 @@ def test_r1_equals_a_plain_loop_of_one_adam_step_per_element():
         FinetuneConfig(refresh_interval=2, weight_decay=0.05, lr=1e-3),
         FinetuneConfig(refresh_interval=2, optimizer="sgd", momentum=0.9, weight_decay=0.01),
         FinetuneConfig(refresh_interval=2, grad_clip=0.05, lr=1e-3),
+        FinetuneConfig(refresh_interval=2, lr=1e-3, fused=False),
+        FinetuneConfig(refresh_interval=2, optimizer="sgd", momentum=0.9, fused=False),
     ],
-    ids=["adam-r2", "adam-r3", "adamw-wd", "adam-wd", "sgd-momentum-wd", "adam-clip"],
+    ids=[
+        "adam-r2",
+        "adam-r3",
+        "adamw-wd",
+        "adam-wd",
+        "sgd-momentum-wd",
+        "adam-clip",
+        "adam-unfused",
+        "sgd-unfused",
+    ],
 )
 def test_reuse_equals_repeated_steps_on_the_same_gradient(cfg):
     counts = [5, 1, 3]
@@ -520,11 +533,12 @@ def test_result_is_picklable_primitives():
 
 def test_default_policy_per_device():
     cfg = FinetuneConfig()
-    assert RuntimePolicy.for_device(cfg, torch.device("cpu")) == RuntimePolicy()
+    assert RuntimePolicy.for_device(cfg, torch.device("cpu")) == RuntimePolicy(fused=True)
     cuda = RuntimePolicy.for_device(cfg, torch.device("cuda"))
     assert cuda == RuntimePolicy(train_autocast="bfloat16", fused=True)
-    plain = RuntimePolicy.for_device(FinetuneConfig(bf16=False, fused=False), torch.device("cuda"))
-    assert plain == RuntimePolicy()
+    off = FinetuneConfig(bf16=False, fused=False)
+    for device in ("cpu", "cuda"):
+        assert RuntimePolicy.for_device(off, torch.device(device)) == RuntimePolicy()
 
 
 def test_cuda_policy_twin_on_cpu():

@@ -11,11 +11,12 @@ Methods (DESIGN.md §4.1-4.4), all on L2-normalised float64 embeddings:
 
 Each returns a frozen :class:`Selection`. :data:`METHODS` names them for configs;
 :func:`select` / :func:`select_batch` run a method by name for one query or a batch
-(the batched path is vectorised in torch and imports it only when called).
+(the batched path is vectorised in torch and imports it only when called);
+:func:`warm_up` compiles the Frank-Wolfe kernel ahead of the first query.
 See docs/selection.md.
 """
 
-from hullft.selection.fw import frank_wolfe
+from hullft.selection.fw import frank_wolfe, warm_up
 from hullft.selection.integerization import integerize
 from hullft.selection.methods import hullft_fw, hullft_round, hullft_select
 from hullft.selection.nearest import knn
@@ -40,4 +41,5 @@ __all__ = [
     "select_batch",
     "sift",
     "sift_sequence",
+    "warm_up",
 ]

@@ -182,6 +182,15 @@ def fw_problem(pool: Any, query: Any) -> tuple[Problem, Gram]:
     return problem, Gram(problem, 0)
 
 
+def warm_up() -> None:
+    """Compile the Frank–Wolfe kernel now (~1.4 s), or load it from numba's cache.
+
+    Long-lived services call this at start so that their first query is not the one
+    that pays for the compilation.
+    """
+    frank_wolfe(np.eye(2), np.ones(2), 2)
+
+
 def frank_wolfe_path(
     pool: Any,
     query: Any,
