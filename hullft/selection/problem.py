@@ -283,9 +283,3 @@ class Gram:
             G *= np.multiply.outer(self._inv, self._inv)
             self._G = G
         return self._G
-
-    def block(self, idx: np.ndarray) -> np.ndarray:
-        """G[idx][:, idx] as an (m, m) array."""
-        if self._G is not None:
-            return self._G[np.ix_(idx, idx)]
-        return np.stack([self.column(int(j))[idx] for j in idx], axis=1)
