@@ -1,4 +1,4 @@
-"""Frank–Wolfe for B queries at once: the loop of :mod:`frank_wolfe`, vectorised.
+"""Frank–Wolfe for B queries at once: the loop of :mod:`hullft.selection.fw`, vectorised.
 
 Every element runs the same iteration as the single-query code (same formulas, same
 order of floating-point operations, same stop rules, checked in the same order); an
