@@ -176,10 +176,27 @@ def _masked(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def fw_problem(pool: Any, query: Any) -> tuple[Problem, Gram]:
-    """The checked problem and a lazy Gram matrix for :func:`run_frank_wolfe`."""
+def solve_frank_wolfe(
+    pool: Any,
+    query: Any,
+    max_support: int,
+    max_iter: int,
+    tol: float,
+    *,
+    record: bool = False,
+    support_name: str = "max_support",
+) -> tuple[Problem, FrankWolfeResult]:
+    """Check the arguments, prepare the problem and run Frank–Wolfe on it.
+
+    Gram columns are computed on demand (see the module docstring). ``support_name``
+    is what an error calls ``max_support`` (``n`` for the HullFT methods).
+    """
+    max_support = check_positive_int(support_name, max_support)
+    max_iter = check_nonnegative_int("max_iter", max_iter)
+    tol = check_float("tol", tol, positive=False)
     problem = prepare(pool, query)
-    return problem, Gram(problem, 0)
+    fw = run_frank_wolfe(problem, Gram(problem, 0), max_support, max_iter, tol, record=record)
+    return problem, fw
 
 
 def warm_up() -> None:
@@ -200,11 +217,7 @@ def frank_wolfe_path(
     tol: float = 1e-5,
 ) -> FrankWolfeResult:
     """Like :func:`frank_wolfe`, returning the objective path and stop reason too."""
-    max_support = check_positive_int("max_support", max_support)
-    max_iter = check_nonnegative_int("max_iter", max_iter)
-    tol = check_float("tol", tol, positive=False)
-    problem, gram = fw_problem(pool, query)
-    return run_frank_wolfe(problem, gram, max_support, max_iter, tol, record=True)
+    return solve_frank_wolfe(pool, query, max_support, max_iter, tol, record=True)[1]
 
 
 def frank_wolfe(
@@ -224,8 +237,4 @@ def frank_wolfe(
     step size is 0; such a row keeps weight 0. Rows and query are normalised to unit
     norm first.
     """
-    max_support = check_positive_int("max_support", max_support)
-    max_iter = check_nonnegative_int("max_iter", max_iter)
-    tol = check_float("tol", tol, positive=False)
-    problem, gram = fw_problem(pool, query)
-    return run_frank_wolfe(problem, gram, max_support, max_iter, tol).selection()
+    return solve_frank_wolfe(pool, query, max_support, max_iter, tol)[1].selection()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hullft.selection.fw import fw_problem, run_frank_wolfe
+from hullft.selection.fw import solve_frank_wolfe
 from hullft.selection.integerization import integerize_problem, support_gram
-from hullft.selection.problem import check_float, check_nonnegative_int, check_positive_int
+from hullft.selection.problem import check_nonnegative_int, check_positive_int
 from hullft.selection.result import Selection
 from hullft.selection.rounding import largest_remainder
 
@@ -28,14 +28,10 @@ def hullft_select(
     prepared once. ``weights = counts / n``.
     """
     n = check_positive_int("n", n)
-    max_iter = check_nonnegative_int("max_iter", max_iter)
-    tol = check_float("tol", tol, positive=False)
     swap_passes = check_nonnegative_int("swap_passes", swap_passes)
-    problem, gram = fw_problem(pool, query)
-    fw = run_frank_wolfe(problem, gram, n, max_iter, tol)
+    problem, fw = solve_frank_wolfe(pool, query, n, max_iter, tol, support_name="n")
     w = fw.weights / fw.weights.sum()  # as integerize() renormalises its input
-    # The support block as integerize() computes it (not from Frank–Wolfe's Gram
-    # columns, which round differently), so the two agree bit for bit; ~20 µs.
+    # The support block as integerize() computes it, so the two agree bit for bit.
     G = support_gram(problem, fw.support)
     return integerize_problem(problem, G, fw.support, w, n, swap_passes)
 
@@ -48,11 +44,8 @@ def hullft_fw(
     Without integerization the multiset has |support| <= n elements: fewer than ``n``
     when Frank–Wolfe stops early (converged, max_iter, or a degenerate step).
     """
-    n = check_positive_int("n", n)
-    max_iter = check_nonnegative_int("max_iter", max_iter)
-    tol = check_float("tol", tol, positive=False)
-    problem, gram = fw_problem(pool, query)
-    return run_frank_wolfe(problem, gram, n, max_iter, tol).selection()
+    _, fw = solve_frank_wolfe(pool, query, n, max_iter, tol, support_name="n")
+    return fw.selection()
 
 
 def hullft_round(
