@@ -5,6 +5,7 @@ between queries."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -71,15 +72,7 @@ class ModelWorker:
         with_base: bool = True,
     ) -> list[ResultRow]:
         self._ensure_ready()
-        ctx = RowContext(
-            run_id=ctx.run_id,
-            worker_id=self.worker_id,
-            node_id=self.node_id,
-            attempt=ctx.attempt,
-            k=ctx.k,
-            n=ctx.n,
-            extra=ctx.extra,
-        )
+        ctx = dataclasses.replace(ctx, worker_id=self.worker_id, node_id=self.node_id)
         return finetune_and_score(
             self._engine, cands, selections, self._texts.get_many, ctx, with_base=with_base
         )

@@ -50,6 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 from hullft.config import METHOD_NAMES, SelectionConfig
 from hullft.selection import select, select_batch
+from hullft.selection.fw import run_frank_wolfe
+from hullft.selection.integerization import integerize_problem, support_gram
+from hullft.selection.problem import Gram, prepare
 
 K = 200
 
@@ -223,6 +226,8 @@ def main() -> None:
             f"({'met' if headline['hullft'] <= 2 else 'MISSED'}, <= 2 ms), sift "
             f"{headline['sift']:.2f} ms ({'met' if headline['sift'] <= 10 else 'MISSED'}, <= 10 ms)"
         )
+        if 1024 in args.dims and 50 in args.ns:
+            print_breakdown(retrieval_pools(n_pools, 1024, args.dtype, seed=1024), repeats)
     if args.no_batch or torch is None:
         return
 
@@ -258,6 +263,44 @@ def main() -> None:
     print(
         f"load average at the end: {os.getloadavg()[0]:.1f} (this machine: {os.cpu_count()} cores)"
     )
+
+
+def print_breakdown(pools: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> None:
+    """Where HullFT's time goes at d = 1024, N = 50 (each stage timed on its own)."""
+    n, max_iter, tol = 50, 250, 1e-5
+    problems = {id(X): prepare(X, t) for X, t in pools}
+    cached = {}  # Gram objects whose columns one Frank–Wolfe run has filled
+    runs = {}
+    for X, _ in pools:
+        p = problems[id(X)]
+        cached[id(X)] = Gram(p, 0)
+        runs[id(X)] = run_frank_wolfe(p, cached[id(X)], n, max_iter, tol)
+
+    def integerization(X: np.ndarray, t: np.ndarray) -> Any:
+        p, fw = problems[id(X)], runs[id(X)]
+        w = fw.weights / fw.weights.sum()
+        return integerize_problem(p, support_gram(p, fw.support), fw.support, w, n, 2)
+
+    stages = {
+        "preparation (float64, norms, b = X t, duplicates)": lambda X, t: prepare(X, t),
+        "Frank-Wolfe, Gram columns included": lambda X, t: run_frank_wolfe(
+            problems[id(X)], Gram(problems[id(X)], 0), n, max_iter, tol
+        ),
+        "Frank-Wolfe iterations alone (columns cached)": lambda X, t: run_frank_wolfe(
+            problems[id(X)], cached[id(X)], n, max_iter, tol
+        ),
+        "integerization (support block + counts)": integerization,
+        "one Gram column (matrix-vector product)": lambda X, t: Gram(problems[id(X)], 0).column(0),
+        "whole 200 x 200 Gram matrix (syrk)": lambda X, t: Gram(problems[id(X)], 0).matrix(),
+    }
+    support = statistics.mean(r.support.size for r in runs.values())
+    iters = statistics.mean(r.n_iter for r in runs.values())
+    print(
+        f"\nwhere hullft's time goes at d=1024, N=50 (ms per query, same pools; "
+        f"support {support:.1f} rows, {iters:.0f} iterations on average):"
+    )
+    for label, fn in stages.items():
+        print(f"  {label:<52} {time_per_query(fn, pools, repeats):.3f}")
 
 
 def _select(method: str, cfg: SelectionConfig, X: np.ndarray, t: np.ndarray) -> Any:

@@ -14,8 +14,8 @@ argmax and one axpy over K entries; the iterations run compiled
 
 Gram columns are computed lazily, one matrix-vector product per vertex that enters the
 support: on retrieval pools the support stays well below N (about 20 rows at N = 50,
-K = 200, where the 250 iterations run out first), so the ~20 products cost about 70%
-of one K x K syrk, and at worst (N = 50 vertices) 1.5x it (docs/selection.md).
+K = 200, where the 250 iterations run out first), so the ~20 products cost less than
+one K x K syrk (docs/selection.md; ``benchmarks/bench_selection.py`` times both).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def solve_frank_wolfe(
 
 
 def warm_up() -> None:
-    """Compile the Frank–Wolfe kernel now (~1.4 s), or load it from numba's cache.
+    """Compile the Frank–Wolfe kernel now (~1.5 s), or load it from numba's cache.
 
     Long-lived services call this at start so that their first query is not the one
     that pays for the compilation.
