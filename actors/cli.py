@@ -87,8 +87,16 @@ def _explain_hydra_error(msg: str) -> str:
 
 
 def _setup_logging() -> None:
+    level = os.environ.get("HULLFT_LOG_LEVEL", "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        print(
+            f"hullft: HULLFT_LOG_LEVEL={level!r} is not a log level "
+            "(DEBUG, INFO, WARNING, ERROR); using INFO",
+            file=sys.stderr,
+        )
+        level = "INFO"
     logging.basicConfig(
-        level=os.environ.get("HULLFT_LOG_LEVEL", "INFO"),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -144,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except (
         ConfigError,
-        FileNotFoundError,
+        OSError,  # FileNotFoundError, NotADirectoryError, PermissionError, ...
         ModuleNotFoundError,
         ValueError,
         DuplicateResultError,

@@ -28,7 +28,7 @@ from actors.policy import Decision, Failure, FailurePolicy, WorkerPlan, plan_wor
 from actors.selector import SelectorService
 from hullft.config import RunConfig, config_to_dict
 from hullft.pipeline import Candidates, RowContext, run_id_for
-from hullft.results import BASE_METHOD, ResultSink, failure_rows
+from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, failure_rows
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def _process(
     def finish(task: _Task, rows: list[Any]) -> None:
         state.sink.write(rows)
         state.rows_written += len(rows)
-        state.failed_rows += sum(r.status == "failed" for r in rows)
+        state.failed_rows += sum(r.status == STATUS_FAILED for r in rows)
         state.processed += 1
         bar.update(1)
         if on_query_done:

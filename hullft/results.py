@@ -155,10 +155,6 @@ class ResultSink:
         self._n_parts += 1
         return final
 
-    def read(self) -> Any:
-        """All rows as a pandas DataFrame (empty with the right columns if none)."""
-        return read_results(self.run_dir)
-
 
 def read_results(run_dir: str | os.PathLike[str]) -> Any:
     """Load every committed part of a run as a DataFrame."""

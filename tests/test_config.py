@@ -124,3 +124,14 @@ def test_cli_bad_override_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "model=nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "model/nonexistent" in err and "tiny" in err
+
+
+def test_cli_log_level_is_case_insensitive_and_a_bad_one_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HULLFT_LOG_LEVEL", "debug")
+    assert main(["config"]) == 0
+    assert "not a log level" not in capsys.readouterr().err
+    monkeypatch.setenv("HULLFT_LOG_LEVEL", "loud")
+    assert main(["config"]) == 0
+    assert "HULLFT_LOG_LEVEL='LOUD' is not a log level" in capsys.readouterr().err

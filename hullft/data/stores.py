@@ -44,17 +44,6 @@ SEQ_DOMAIN = "seq_domain.npy"
 DOC_IDS = "doc_ids.bin"
 DOC_ID_OFFSETS = "doc_id_offsets.npy"
 DOMAINS = "domains.json"
-TEXT_STORE_FILES = (
-    TEXTS,
-    TEXT_OFFSETS,
-    SEQ_DOC,
-    SEQ_SPAN,
-    SEQ_TOKENS,
-    SEQ_DOMAIN,
-    DOC_IDS,
-    DOC_ID_OFFSETS,
-    DOMAINS,
-)
 EMBEDDINGS = "embeddings.npy"
 
 
@@ -144,10 +133,6 @@ class TextStore:
     def domain_codes(self, ids: Any) -> np.ndarray:
         """Domain index (into :attr:`domains`) of each id, vectorised."""
         return np.asarray(self._seq_domain[_check_ids(ids, len(self))])
-
-    def doc_index(self, ids: Any) -> np.ndarray:
-        """Document row of each id, vectorised (equal rows = same document)."""
-        return np.asarray(self._seq_doc[_check_ids(ids, len(self))])
 
     def doc_id(self, i: int) -> str:
         i = int(_check_ids(i, len(self)))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from hullft.selection.fw_kernel import (
     N_SLOTS,
     N_SUPPORT,
     REASON,
+    REASON_NAMES,
     TC,
     fw_iterate,
 )
@@ -57,8 +58,6 @@ StopReason = Literal["tol", "degenerate", "support", "max_iter"]
 _RESCALE_BELOW = 1e-30
 # DESIGN.md §4.2: stop when |d|^2 < 1e-12 (the new vertex is the current iterate).
 _MIN_STEP_SQ = 1e-12
-# fw_kernel's reason codes, in order.
-_REASONS: tuple[StopReason, ...] = ("max_iter", "tol", "degenerate", "support")
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +143,7 @@ def run_frank_wolfe(
         add_column(need)
 
     n_iter, m = int(st[N_ITER]), int(st[N_SUPPORT])
-    reason = _REASONS[int(st[REASON])]
+    reason = cast(StopReason, REASON_NAMES[int(st[REASON])])
     alpha, tc, cc = float(fs[ALPHA]), float(fs[TC]), float(fs[CC])
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(

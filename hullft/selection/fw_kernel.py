@@ -29,6 +29,8 @@ ALPHA, TC, CC, TT = 0, 1, 2, 3
 N_ITER, N_SLOTS, N_SUPPORT, REASON = 0, 1, 2, 3
 # Stop reasons, in ``st[REASON]``.
 REASON_MAX_ITER, REASON_TOL, REASON_DEGENERATE, REASON_SUPPORT = 0, 1, 2, 3
+REASON_NAMES = ("max_iter", "tol", "degenerate", "support")
+"""The stop reason of each code above, by index."""
 DONE = -1
 """Returned by :func:`fw_iterate` when the loop has stopped (reason in ``st``)."""
 
