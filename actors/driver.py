@@ -284,7 +284,9 @@ def _process(
     # Index and selector actors are light and mostly idle: they reserve no CPU so
     # that the model workers can have every core.
     index_actors: list[Any] = [
-        ray.remote(num_cpus=0, max_restarts=3)(IndexService).remote(str(index_dir), cfg.embedder)
+        ray.remote(num_cpus=0, max_restarts=3)(IndexService).remote(
+            str(index_dir), cfg.embedder, cfg.index
+        )
         for _ in range(cfg.cluster.index_replicas)
     ]
     run_id = state.run_id

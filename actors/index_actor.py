@@ -1,5 +1,9 @@
 """IndexService: holds the FAISS index and the embedder; embeds query batches and
-returns their top-K candidate ids. One shared actor by default (replicas by config)."""
+returns their top-K candidate ids. One shared actor by default (replicas by config).
+
+The run's search settings (``index.nprobe``, ``ef_search``, ``refine_factor``,
+``use_gpu``) apply, not the values the index was built with: they are not part of
+the index identity, so a run may change them without a rebuild."""
 
 from __future__ import annotations
 
@@ -8,18 +12,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hullft.config import EmbedderConfig
+from hullft.config import EmbedderConfig, IndexConfig
 from hullft.pipeline import Candidates, retrieve
 
 log = logging.getLogger(__name__)
 
 
 class IndexService:
-    def __init__(self, index_dir: str | Path, embedder_cfg: EmbedderConfig):
+    def __init__(self, index_dir: str | Path, embedder_cfg: EmbedderConfig, index_cfg: IndexConfig):
         from hullft.embedder import Embedder
         from hullft.index import load_index
 
-        self.index = load_index(index_dir)
+        self.index = load_index(
+            index_dir,
+            embedder=embedder_cfg,
+            use_gpu=index_cfg.use_gpu,
+            nprobe=index_cfg.nprobe,
+            ef_search=index_cfg.ef_search,
+            refine_factor=index_cfg.refine_factor,
+        )
         self.embedder = Embedder.from_config(embedder_cfg)
 
     def ping(self) -> bool:

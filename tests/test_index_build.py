@@ -190,6 +190,28 @@ def test_mismatched_indexes_are_refused_with_a_rebuild_hint(tmp_path: Path, corp
     assert load_index(cfg).manifest.format_version == 1
 
 
+def test_the_index_service_searches_with_the_run_settings(tmp_path: Path, corpus: Path) -> None:
+    """Search settings are not part of the index identity: the IndexService must use
+    the run's, not the ones the index was built with."""
+    from actors.index_actor import IndexService
+
+    cfg = tiny_config(tmp_path / "idx", [corpus], kind="ivf_flat", nlist=4, nprobe=1)
+    path = build_index(cfg, progress=False)
+    assert load_index(path).nprobe == 1  # the build-time value, without a run config
+    run = replace(cfg.index, nprobe=4, use_gpu="never")
+    service = IndexService(str(path), cfg.embedder, run)
+    assert (service.index.nprobe, service.index.use_gpu) == (4, "never")
+    # Probing all 4 lists is exhaustive: the IVF results are the exact ones.
+    # Compared by score, which ties cannot reorder.
+    vectors = service.index.embeddings.get(np.arange(len(service.index))).astype(np.float32)
+    q = vectors[::5]
+    scores, _ = service.index.search(q, 5)
+    exact = -np.sort(-(q @ vectors.T), axis=1)[:, :5]
+    np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-5)
+    with pytest.raises(IndexMismatchError, match="embedder"):
+        IndexService(str(path), EmbedderConfig(name="hashing", dim=32), run)
+
+
 def test_bad_inputs_are_counted_in_the_manifest(tmp_path: Path) -> None:
     small = [r for r in make_records(30) if len(r["text"].encode()) <= 2000]
     cut = write_zst(tmp_path / "cut.jsonl.zst", small, frames=3)
