@@ -12,6 +12,7 @@ import pytest
 
 from hullft.config import METHOD_NAMES, SelectionConfig
 from hullft.selection import (
+    METHODS,
     Selection,
     frank_wolfe,
     hullft_select,
@@ -175,9 +176,18 @@ def test_bad_integerize_arguments(pool, query):
         integerize(pool, query, far, 3)
 
 
-def test_bad_config(pool, query):
-    with pytest.raises(ValueError, match="SelectionConfig"):
-        select("knn", pool, query, {"n": 2})  # type: ignore[arg-type]
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_bad_config(pool, query, method):
+    bad = {"n": 2}
+    calls = [
+        lambda: select(method, pool, query, bad),
+        lambda: select_batch(method, pool[None], query[None], bad),
+        lambda: METHODS[method].select(pool, query, bad),
+        lambda: METHODS[method].select_batch(pool[None], query[None], bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="SelectionConfig"):
+            call()
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble])

@@ -37,7 +37,7 @@ class Method:
     """``(pool (K, d), query (d,), cfg) -> Selection``."""
 
     def select(self, pool: Any, query: Any, cfg: SelectionConfig) -> Selection:
-        return self.single(pool, query, cfg)
+        return self.single(pool, query, _check_cfg(cfg))
 
     def select_batch(
         self,
@@ -49,6 +49,7 @@ class Method:
     ) -> list[Selection]:
         from hullft.selection.batch import run_batch  # torch is imported only here
 
+        cfg = _check_cfg(cfg)
         return run_batch(self.name, pools, queries, cfg, device=device, vectorised=vectorised)
 
 
@@ -131,7 +132,7 @@ def _check_cfg(cfg: Any) -> SelectionConfig:
 
 def select(method: str, pool: Any, query: Any, cfg: SelectionConfig) -> Selection:
     """Run selection method ``method`` for one query: pool (K, d), query (d,)."""
-    return get_method(method).select(pool, query, _check_cfg(cfg))
+    return get_method(method).select(pool, query, cfg)
 
 
 def select_batch(
@@ -155,4 +156,4 @@ def select_batch(
     CPU where that measured faster (kNN, and SIFT with n >= K/8; see
     :func:`hullft.selection.batch.vectorise_on_cpu` and docs/selection.md).
     """
-    return get_method(method).select_batch(pools, queries, _check_cfg(cfg), device, vectorised)
+    return get_method(method).select_batch(pools, queries, cfg, device, vectorised)
