@@ -27,7 +27,7 @@ from actors.index_actor import IndexService
 from actors.policy import Decision, Failure, FailurePolicy, WorkerPlan, plan_workers
 from actors.selector import SelectorService
 from hullft.config import RunConfig, config_to_dict
-from hullft.pipeline import Candidates, RowContext, run_id_for
+from hullft.pipeline import ROW_NEUTRAL_SECTIONS, Candidates, RowContext, run_id_for
 from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, failure_rows
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ SEARCH_BATCH = 16
 WORKER_START_TIMEOUT_S = 600.0
 """How long to wait for at least one worker to be scheduled before giving up."""
 ACTOR_NAMESPACE = "hullft"
-_ROW_NEUTRAL = ("cluster", "experiment", "bench")
-"""Config sections that never change a result row (may differ between resumes)."""
 
 
 @dataclass
@@ -178,10 +176,12 @@ def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> None:
     meta = run_dir / "run.json"
     current = config_to_dict(cfg)
     # Settings that do not change rows may differ between the runs of one run_id.
-    comparable = {k: v for k, v in current.items() if k not in _ROW_NEUTRAL}
+    comparable = {k: v for k, v in current.items() if k not in ROW_NEUTRAL_SECTIONS}
     if meta.exists():
         previous = json.loads(meta.read_text())
-        prev_cmp = {k: v for k, v in previous.get("config", {}).items() if k not in _ROW_NEUTRAL}
+        prev_cmp = {
+            k: v for k, v in previous.get("config", {}).items() if k not in ROW_NEUTRAL_SECTIONS
+        }
         if prev_cmp != comparable:
             diff = sorted(
                 f"{s}.{k}"

@@ -21,16 +21,9 @@ log = logging.getLogger(__name__)
 class IndexService:
     def __init__(self, index_dir: str | Path, embedder_cfg: EmbedderConfig, index_cfg: IndexConfig):
         from hullft.embedder import Embedder
-        from hullft.index import load_index
+        from hullft.index import load_index, search_settings
 
-        self.index = load_index(
-            index_dir,
-            embedder=embedder_cfg,
-            use_gpu=index_cfg.use_gpu,
-            nprobe=index_cfg.nprobe,
-            ef_search=index_cfg.ef_search,
-            refine_factor=index_cfg.refine_factor,
-        )
+        self.index = load_index(index_dir, embedder=embedder_cfg, **search_settings(index_cfg))
         self.embedder = Embedder.from_config(embedder_cfg)
 
     def ping(self) -> bool:

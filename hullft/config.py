@@ -342,8 +342,6 @@ class ExperimentConfig:
     from the config hash, so an identical rerun resumes by default."""
     output_dir: str = "runs"
     """Results go to ``<output_dir>/<run_id>/``."""
-    seed: int = 0
-    """Global seed."""
     limit: int | None = None
     """Process at most this many queries (``None`` = all)."""
 

@@ -214,6 +214,11 @@ def finetune_and_score(
     return rows
 
 
+ROW_NEUTRAL_SECTIONS = ("cluster", "experiment", "bench")
+"""Config sections that never change a result row: not part of the run id, and they
+may differ between the runs that resume one another."""
+
+
 def run_id_for(cfg: RunConfig) -> str:
     """The run id: ``experiment.run_id`` or a hash of everything that changes results.
 
@@ -226,10 +231,9 @@ def run_id_for(cfg: RunConfig) -> str:
     import json
 
     d = config_to_dict(cfg)
-    d.pop("cluster")
-    d.pop("bench")
-    exp = d.pop("experiment")
-    key = json.dumps({**d, "seed": exp["seed"]}, sort_keys=True)
+    for section in ROW_NEUTRAL_SECTIONS:
+        d.pop(section)
+    key = json.dumps(d, sort_keys=True)
     return f"{cfg.experiment.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -237,12 +241,12 @@ def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
     """The whole pipeline in this process, no Ray: the reference for the Ray runtime."""
     from hullft.data.queries import load_queries
     from hullft.embedder import Embedder
-    from hullft.index import build_index, load_index
+    from hullft.index import build_index, load_index, search_settings
     from hullft.models import load_model
     from hullft.ttft import TTFTEngine
 
     index_dir = build_index(cfg)
-    index = load_index(index_dir)
+    index = load_index(index_dir, embedder=cfg.embedder, **search_settings(cfg.index))
     embedder = Embedder.from_config(cfg.embedder)
     lm = load_model(cfg.model, device=device)
     engine = TTFTEngine(lm.model, lm.tokenizer, cfg.finetune, device, max_length=lm.max_length)

@@ -21,7 +21,7 @@ from hullft.index.manifest import (
     read_manifest,
 )
 from hullft.index.recall import recall_at_k
-from hullft.index.search import RetrievalIndex, load_index
+from hullft.index.search import RetrievalIndex, load_index, search_settings
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,4 +40,5 @@ __all__ = [
     "load_index",
     "read_manifest",
     "recall_at_k",
+    "search_settings",
 ]

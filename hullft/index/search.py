@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hullft.config import EmbedderConfig, RunConfig
+from hullft.config import EmbedderConfig, IndexConfig, RunConfig
 from hullft.data.stores import EMBEDDINGS, EmbeddingStore, TextStore
 from hullft.index import faiss_index
 from hullft.index.errors import IndexCorruptError
@@ -163,6 +163,20 @@ class RetrievalIndex:
         return np.take_along_axis(exact, order, 1), np.take_along_axis(ids, order, 1)
 
 
+def search_settings(cfg: IndexConfig) -> dict[str, Any]:
+    """The search settings of an index config as :func:`load_index` keywords.
+
+    They are not part of the index identity, so a run may change them without a
+    rebuild: whoever opens an index for a run by path passes these.
+    """
+    return {
+        "use_gpu": cfg.use_gpu,
+        "nprobe": cfg.nprobe,
+        "ef_search": cfg.ef_search,
+        "refine_factor": cfg.refine_factor,
+    }
+
+
 def load_index(
     source: str | os.PathLike[str] | RunConfig,
     *,
@@ -192,11 +206,12 @@ def load_index(
         if identity is not None:
             check_identity(manifest, identity, path)
         embedder = embedder or cfg.embedder
-        use_gpu = use_gpu or cfg.index.use_gpu
-        nprobe = nprobe if nprobe is not None else cfg.index.nprobe
-        ef_search = ef_search if ef_search is not None else cfg.index.ef_search
+        run = search_settings(cfg.index)
+        use_gpu = use_gpu or run["use_gpu"]
+        nprobe = nprobe if nprobe is not None else run["nprobe"]
+        ef_search = ef_search if ef_search is not None else run["ef_search"]
         if refine_factor is None:
-            refine_factor = cfg.index.refine_factor
+            refine_factor = run["refine_factor"]
     else:
         path = Path(source)
         manifest = read_manifest(path)
