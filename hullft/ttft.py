@@ -65,8 +65,8 @@ log = logging.getLogger(__name__)
 TTFTStatus = Literal["ok", "empty_query", "nonfinite_loss", "budget_exhausted"]
 """How a query ended.
 
-- ``ok``: every planned step ran (or there was nothing to train on) and both
-  BPBs are finite;
+- ``ok``: every planned step ran and both BPBs are finite; steps on training
+  texts without a token are not run but counted in ``skipped_steps``;
 - ``empty_query``: the query is empty or whitespace-only; nothing was trained or
   scored and both BPBs are NaN;
 - ``nonfinite_loss``: a training loss, or the BPB before or after, was NaN/inf;
@@ -265,6 +265,7 @@ class TTFTEngine:
         self._live = [*self._params, *model.buffers()]
         with torch.no_grad():
             self._snapshot = [t.detach().clone() for t in self._live]
+        self._last_plan: tuple[str | bytes, BPBPlan] | None = None
         self.model.eval()
 
     # -- public API ---------------------------------------------------------
@@ -394,9 +395,15 @@ class TTFTEngine:
     # -- internals ----------------------------------------------------------
 
     def _plan(self, query: str | bytes) -> BPBPlan:
-        return plan_bpb(
+        """The query's tokens and windows. The last plan is kept: the base and every
+        method of a query score the same text, so it is tokenized once per query."""
+        if self._last_plan is not None and self._last_plan[0] == query:
+            return self._last_plan[1]
+        plan = plan_bpb(
             self.tokenizer, query, mode=self.config.bpb_mode, max_length=self.max_length
         )
+        self._last_plan = (query, plan)
+        return plan
 
     def _score(self, plan: BPBPlan) -> BPBResult:
         return score_bpb(self.model, plan, autocast_dtype=_dtype(self.policy.eval_autocast))

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from hullft import ttft
 from hullft.bpb import BPBResult, bits_per_byte
 from hullft.config import FinetuneConfig
 from hullft.models import build_tiny_model
@@ -489,7 +490,7 @@ def test_a_generous_budget_changes_nothing():
 # Base scoring, results, precision policy
 
 
-def test_base_is_scored_once_and_shared():
+def test_base_is_scored_once_and_shared(monkeypatch):
     engine = engine_for(FinetuneConfig())
     base = engine.evaluate(QUERY)
     model, tok = engine.model, engine.tokenizer
@@ -510,6 +511,15 @@ def test_base_is_scored_once_and_shared():
         engine.run(QUERY.upper(), TEXTS, COUNTS, base=base)
     with pytest.raises(ValueError, match="does not match"):
         engine.run(QUERY, TEXTS, COUNTS, base=dataclasses.replace(base, mode="paper"))
+    # The query is tokenized once for the base and all the methods that share it.
+    plans = []
+    real_plan = ttft.plan_bpb
+    monkeypatch.setattr(ttft, "plan_bpb", lambda *a, **k: plans.append(1) or real_plan(*a, **k))
+    other = engine.evaluate("Yet another query.")
+    for _ in range(3):
+        engine.run("Yet another query.", TEXTS, COUNTS, base=other)
+    engine.run(QUERY, TEXTS, COUNTS)
+    assert len(plans) == 2
 
 
 def test_paper_mode_is_available_for_comparison():
