@@ -132,7 +132,8 @@ def _mean_bpb(df: Any) -> dict[str, float]:
 
 
 def _per_query_seconds(df: Any) -> dict[str, float]:
-    """Mean seconds a query spends in selection + finetuning + evaluation, per method."""
+    """Mean seconds a query spends in selection + finetuning + evaluation + weight
+    reset, per method."""
     ok = _ok(df)
     t = ok["select_s"] + ok["finetune_s"] + ok["evaluate_s"] + ok["reset_s"]
     return {m: float(v) for m, v in t.groupby(ok["method"]).mean().items()}
@@ -223,12 +224,8 @@ def _figures(
 
 
 def _on_cuda(rows: Any) -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
+    """Whether the workers that produced ``rows`` ran on CUDA (not the driver)."""
+    return bool(len(rows)) and bool(rows["device"].astype(str).str.startswith("cuda").all())
 
 
 def _param_count(cfg: RunConfig) -> int | None:
@@ -326,7 +323,7 @@ def _plots(out: Path, fig: dict[str, Any]) -> None:
     for m in fig["methods"]:
         pts = [fig["frontier"][n][m] for n in ns if fig["frontier"][n][m][0] is not None]
         plt.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
-    plt.xlabel("seconds per query (select + finetune + evaluate)")
+    plt.xlabel("seconds per query (select + finetune + evaluate + reset)")
     plt.ylabel("bits per byte")
     plt.title("quality vs time (N sweep)")
     plt.legend()

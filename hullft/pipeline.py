@@ -143,6 +143,7 @@ def finetune_and_score(
         search_s=cands.search_s,
         worker_id=ctx.worker_id,
         node_id=ctx.node_id,
+        device=str(engine.device),
         attempt=ctx.attempt,
     )
     rows: list[ResultRow] = []

@@ -57,6 +57,8 @@ class ResultRow:
     reset_s: float = 0.0
     worker_id: str = ""
     node_id: str = ""
+    device: str = ""
+    """Torch device of the model replica that produced the row (``cuda:0``, ``cpu``)."""
     attempt: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Method-specific details (JSON-encoded in Parquet)."""
