@@ -263,6 +263,7 @@ def _naive_comparison(cfg: RunConfig, point: _Point) -> dict[str, Any]:
     # as the published code pads to its max_length — never to the model's context.
     length = min(point.cfg.data.sequence_length, lm.max_length)
     ours = TTFTEngine(lm.model, lm.tokenizer, point.cfg.finetune, device, max_length=length)
+    ours.warm_up()  # with finetune.compile: compiled once, as a worker does at start
     # its own copy: the naive procedure finetunes in place and reloads from the host
     naive = PublishedProcedure(
         copy.deepcopy(lm.model), lm.tokenizer, length, point.cfg.finetune, device

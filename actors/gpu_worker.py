@@ -62,6 +62,9 @@ class ModelWorker:
         self._engine = TTFTEngine(
             lm.model, lm.tokenizer, self.finetune_cfg, device, max_length=lm.max_length
         )
+        compiled_s = self._engine.warm_up()
+        if compiled_s:
+            log.info("worker %s: compiled the training step in %.1f s", self.worker_id, compiled_s)
         self._texts = load_index(self.index_dir).texts
 
     def run(

@@ -258,6 +258,9 @@ class FinetuneConfig:
     """bf16 autocast on CUDA (ignored on CPU, which runs fp32)."""
     fused: bool = True
     """Fused optimizer kernels (one kernel for all parameters), on CUDA and CPU."""
+    compile: bool = False
+    """Compile the training forward/backward with ``torch.compile`` (dynamic sequence
+    lengths, compiled once per worker at start). On CPU it needs a C++ compiler."""
     bpb_mode: Literal["rolling", "paper"] = "rolling"
     """``rolling``: every token scored (DESIGN.md §4.6); ``paper``: the published
     computation (truncate, skip first token), for comparison only."""

@@ -251,6 +251,7 @@ def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
     embedder = Embedder.from_config(cfg.embedder)
     lm = load_model(cfg.model, device=device)
     engine = TTFTEngine(lm.model, lm.tokenizer, cfg.finetune, device, max_length=lm.max_length)
+    engine.warm_up()
     queries = load_queries(cfg.queries)
     if cfg.experiment.limit is not None:
         queries = queries[: cfg.experiment.limit]

@@ -93,6 +93,10 @@ class RuntimePolicy:
     """Fused optimizer kernel (one launch for all parameters)."""
     foreach: bool | None = None
     """Multi-tensor optimizer kernels when not fused (``None`` = PyTorch's choice)."""
+    compile: bool = False
+    """Run the training loss (forward and cross-entropy, and so their backward) through
+    ``torch.compile``, dynamic in the sequence length: one compilation serves every
+    length, done by :meth:`TTFTEngine.warm_up`. Scoring stays eager."""
 
     @classmethod
     def for_device(cls, config: FinetuneConfig, device: torch.device) -> RuntimePolicy:
@@ -107,6 +111,7 @@ class RuntimePolicy:
             train_autocast="bfloat16" if cuda and config.bf16 else None,
             eval_autocast=None,
             fused=config.fused,
+            compile=config.compile,
         )
 
 
@@ -266,9 +271,42 @@ class TTFTEngine:
         with torch.no_grad():
             self._snapshot = [t.detach().clone() for t in self._live]
         self._last_plan: tuple[str | bytes, BPBPlan] | None = None
+        self._train_loss: Callable[[torch.Tensor], torch.Tensor] = self._loss
+        self._warm = not self.policy.compile
+        if self.policy.compile:
+            self._train_loss = torch.compile(self._loss, dynamic=True)
         self.model.eval()
 
     # -- public API ---------------------------------------------------------
+
+    def warm_up(self) -> float:
+        """Compile the training step now (with ``policy.compile``; otherwise nothing
+        to do) and return the seconds it took.
+
+        Call it once before the first query, so that neither that query's finetune
+        time nor its time budget pays for the compilation; :meth:`run` compiles on
+        first use otherwise. It runs one forward/backward on a short dummy sequence
+        and no optimizer step, then :meth:`reset`, so the weights are untouched.
+        """
+        if self._warm:
+            return 0.0
+        t0 = self._clock()
+        dummy = torch.full((1, min(8, self.max_length)), self.bos_id, device=self.device)
+        self.model.train()
+        try:
+            with self._seeded():
+                self._train_loss(dummy).backward()
+        except Exception as exc:
+            raise RuntimeError(
+                f"finetune.compile: torch.compile failed on {self.device} "
+                f"({type(exc).__name__}: {str(exc).strip()[:500]}). On a CPU it needs a "
+                "C++ compiler (g++ or clang++ on PATH, or CXX); set finetune.compile=false "
+                "to finetune eagerly"
+            ) from exc
+        finally:
+            self.reset()
+        self._warm = True
+        return self._clock() - t0
 
     def evaluate(self, query: str | bytes) -> BPBResult:
         """BPB of ``query`` under the current (base) weights: the ``base`` method."""
@@ -470,7 +508,7 @@ class TTFTEngine:
                 if step.fresh:
                     input_ids = multiset.sequences[step.seq]
                     optimizer.zero_grad(set_to_none=True)
-                    loss = self._loss(input_ids)
+                    loss = self._train_loss(input_ids)
                     loss.backward()
                     # One host sync per pass: it guards the next step against a
                     # non-finite gradient and keeps the budget clock honest on CUDA.

@@ -571,6 +571,73 @@ def test_cuda_policy_twin_on_cpu():
     assert res.mean_train_loss == pytest.approx(fp32.mean_train_loss, rel=2e-2)
 
 
+def _cxx_compiler() -> str | None:
+    import os
+    import shutil
+
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")
+
+
+@pytest.mark.skipif(_cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_step_follows_the_plain_loop_and_compiles_once():
+    """finetune.compile: the compiled forward/backward takes the same steps as the
+    plain loop (up to float reassociation, not bit for bit), compiles once for every
+    sequence length, and leaves the weights bit-identical to the base."""
+    from torch._dynamo.utils import counters
+
+    cfg = FinetuneConfig(refresh_interval=2, lr=1e-3, compile=True)
+    model, tok = tiny()
+    base = snapshot(model)
+    reference_model = copy.deepcopy(model)
+    engine = TTFTEngine(model, tok, cfg, "cpu")
+    assert engine.policy.compile
+    assert engine.warm_up() > 0
+    assert engine.warm_up() == 0.0  # once per engine
+    assert_bit_identical(model, base)
+    graphs = counters["stats"]["unique_graphs"]
+
+    with trajectory(model) as seen:
+        res = engine.run(QUERY, TEXTS, COUNTS)
+    assert res.status == "ok" and res.fwd_bwd_passes == count_passes(COUNTS, 2)
+    assert_bit_identical(model, base)
+    start = torch.cat([p.detach().flatten() for p in reference_model.parameters()])
+    reference = reference_loop(reference_model, tok, cfg, TEXTS, COUNTS)
+    assert len(seen) == len(reference) == sum(COUNTS)
+    for step, (got, want) in enumerate(zip(seen, reference, strict=True)):
+        moved = (want - start).norm()
+        assert moved > 0
+        # measured ~5e-5 on the development machine; a skipped or stale step is O(1)
+        assert (got - want).norm() <= 1e-3 * moved, f"step {step}"
+
+    # Every length the three sequences and the query windows have: no recompilation.
+    again = engine.run(QUERY, TEXTS, COUNTS)
+    assert untimed(again) == untimed(res)  # deterministic, nothing leaks
+    engine.run("Another query, other lengths.", [t[:17] for t in TEXTS], [1, 2, 1])
+    assert counters["stats"]["unique_graphs"] == graphs
+
+    eager = engine_for(FinetuneConfig(refresh_interval=2, lr=1e-3)).run(QUERY, TEXTS, COUNTS)
+    assert res.bpb_before == eager.bpb_before  # scoring is not compiled
+    assert res.bpb_after == pytest.approx(eager.bpb_after, rel=1e-5)
+    assert res.mean_train_loss == pytest.approx(eager.mean_train_loss, rel=1e-5)
+
+
+def test_a_failed_compilation_names_the_setting_and_leaves_the_weights(monkeypatch):
+    model, tok = tiny()
+    base = snapshot(model)
+    engine = TTFTEngine(model, tok, FinetuneConfig(compile=True), "cpu")
+
+    def broken(input_ids):
+        model(input_ids=input_ids).logits.sum().backward()  # gradients exist, then it fails
+        raise OSError("g++: command not found")
+
+    monkeypatch.setattr(engine, "_train_loss", broken)
+    with pytest.raises(RuntimeError, match=r"finetune\.compile=false.*") as err:
+        engine.warm_up()
+    assert "g++: command not found" in str(err.value)
+    assert_bit_identical(model, base)
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+
+
 def test_max_length_is_capped_at_the_model_context():
     model, tok = tiny()
     assert TTFTEngine(model, tok, FinetuneConfig(), "cpu").max_length == L
