@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import logging
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,10 @@ def run_bench(cfg: RunConfig) -> Path:
     points: dict[str, _Point] = {}
 
     def run(label: str, c: RunConfig) -> _Point:
+        # A run id per point: points whose configs coincide (r=2 is also the N=n_max
+        # point by default) must not resume one another's rows.
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
+        c = _with(c, experiment={"run_id": f"{cfg.experiment.name}-{slug}"})
         log.info("bench: %s", label)
         s = run_pipeline(c, progress=True)
         if not s.complete:
@@ -94,7 +99,9 @@ def run_bench(cfg: RunConfig) -> Path:
     figures["bench_seconds"] = time.perf_counter() - t0
     _plots(out, figures)
     _write_report(out, cfg, figures)
-    (out / "bench.json").write_text(json.dumps(figures, indent=2, default=_jsonable))
+    (out / "bench.json").write_text(
+        json.dumps(figures, indent=2, default=_jsonable), encoding="utf-8"
+    )
     print(f"\nbenchmark report: {out / 'report.md'}")
     return out
 
@@ -107,15 +114,9 @@ def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
     cluster: dict[str, Any] = {"num_workers": workers}
     if gpus > 0:  # several workers per GPU (fractional) where there are fewer GPUs
         cluster["gpus_per_worker"] = min(1.0, gpus / workers)
-    # on CPU, plan_workers gives each worker an equal share of the cores
-    # the sweep's smallest N (throughput, not quality, is measured here), and a
-    # distinct run id so that the sweep points never resume one another
-    return _with(
-        base,
-        cluster=cluster,
-        selection={"n": min(base.bench.n_values)},
-        experiment={"run_id": f"{base.experiment.name}-scaling-w{workers}"},
-    )
+    # on CPU, plan_workers gives each worker an equal share of the cores; the
+    # sweep's smallest N (throughput, not quality, is measured here)
+    return _with(base, cluster=cluster, selection={"n": min(base.bench.n_values)})
 
 
 # ---------------------------------------------------------------------------
@@ -225,7 +226,9 @@ def _figures(
 
 def _on_cuda(rows: Any) -> bool:
     """Whether the workers that produced ``rows`` ran on CUDA (not the driver)."""
-    return bool(len(rows)) and bool(rows["device"].astype(str).str.startswith("cuda").all())
+    if not len(rows) or "device" not in rows:
+        return False
+    return bool(rows["device"].astype(str).str.startswith("cuda").all())
 
 
 def _param_count(cfg: RunConfig) -> int | None:
@@ -464,7 +467,7 @@ def _write_report(out: Path, cfg: RunConfig, fig: dict[str, Any]) -> None:
             "",
         ]
     lines += provenance_section(cfg)
-    (out / "report.md").write_text("\n".join(lines))
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -172,7 +172,7 @@ def summarize_run(run_dir: Path, cfg: Any, summary: Any) -> Path:
         ]
     lines += provenance_section(cfg)
     out = run_dir / "report.md"
-    out.write_text("\n".join(lines))
+    out.write_text("\n".join(lines), encoding="utf-8")
     return out
 
 
