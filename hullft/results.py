@@ -58,7 +58,7 @@ class ResultRow:
     worker_id: str = ""
     node_id: str = ""
     device: str = ""
-    """Torch device of the model replica that produced the row (``cuda:0``, ``cpu``)."""
+    """Torch device of the model replica that produced the row (``cuda``, ``cpu``)."""
     attempt: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Method-specific details (JSON-encoded in Parquet)."""

@@ -17,7 +17,8 @@ Training sequences are ``[BOS] + tokens`` (the same document-start prefix that
 
 Precision and kernels come from a :class:`RuntimePolicy`: fused optimizer kernels
 on every device, and on CUDA bf16 autocast for training (both switchable in
-:class:`FinetuneConfig`); on CPU, fp32. The policy can be given
+:class:`FinetuneConfig`); on CPU, fp32; opt-in, a ``torch.compile``d training step
+(:meth:`TTFTEngine.warm_up` compiles it once for every sequence length). The policy can be given
 explicitly, which is how the CUDA path (bf16 autocast, fused Adam) is exercised
 on CPU in the tests. Evaluation runs in fp32 by default on every device: it is a
 few forward passes per query and keeps BPB free of bf16 logit rounding.
