@@ -7,7 +7,9 @@ import contextlib
 import copy
 import dataclasses
 import math
+import os
 import pickle
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -572,9 +574,7 @@ def test_cuda_policy_twin_on_cpu():
 
 
 def _cxx_compiler() -> str | None:
-    import os
-    import shutil
-
+    """The C++ compiler Inductor would use on CPU, if any."""
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")
 
 
