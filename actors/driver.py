@@ -27,7 +27,7 @@ from actors.index_actor import IndexService
 from actors.policy import Decision, Failure, FailurePolicy, WorkerPlan, plan_workers
 from actors.selector import SelectorService
 from hullft.config import RunConfig, config_to_dict
-from hullft.pipeline import ROW_NEUTRAL_SECTIONS, Candidates, RowContext, run_id_for
+from hullft.pipeline import Candidates, RowContext, row_config, run_id_for
 from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, failure_rows
 
 log = logging.getLogger(__name__)
@@ -176,12 +176,10 @@ def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> None:
     meta = run_dir / "run.json"
     current = config_to_dict(cfg)
     # Settings that do not change rows may differ between the runs of one run_id.
-    comparable = {k: v for k, v in current.items() if k not in ROW_NEUTRAL_SECTIONS}
+    comparable = row_config(current)
     if meta.exists():
         previous = json.loads(meta.read_text())
-        prev_cmp = {
-            k: v for k, v in previous.get("config", {}).items() if k not in ROW_NEUTRAL_SECTIONS
-        }
+        prev_cmp = row_config(previous.get("config", {}))
         if prev_cmp != comparable:
             diff = sorted(
                 f"{s}.{k}"

@@ -266,8 +266,18 @@ class FinetuneConfig:
     computation (truncate, skip first token), for comparison only."""
     seed: int = 0
     """Seed for anything stochastic in finetuning (dropout is off in eval/train here)."""
+    batch_jobs: int | Literal["auto"] = "auto"
+    """Finetuning jobs — one (query, method) multiset each, every job with its own
+    weights and optimizer state — that one model replica trains at once. ``1`` is the
+    one-at-a-time engine; ``auto`` sizes it from the device (docs/ttft.md). It never
+    changes a result (each job is exact), so it is not part of the run id."""
 
     def __post_init__(self) -> None:
+        _require(
+            self.batch_jobs == "auto"
+            or (isinstance(self.batch_jobs, int) and self.batch_jobs >= 1),
+            f"finetune.batch_jobs must be an integer >= 1 or auto, got {self.batch_jobs!r}",
+        )
         _require(self.lr > 0, f"finetune.lr must be > 0, got {self.lr}")
         _require(self.eps > 0, "finetune.eps must be > 0")
         _require(

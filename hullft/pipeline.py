@@ -118,6 +118,17 @@ def select_methods(
     return results
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """One query's work for a model replica: its candidates, its methods' selections,
+    who it is for, and whether the ``base`` row is still to be written."""
+
+    cands: Candidates
+    selections: tuple[MethodSelection, ...]
+    ctx: RowContext
+    with_base: bool = True
+
+
 def finetune_and_score(
     engine: Any,
     cands: Candidates,
@@ -132,92 +143,138 @@ def finetune_and_score(
     ``texts_of`` maps sequence ids to their texts (the text store). Returns one
     row per method (plus ``base`` when ``with_base``), in a fixed order.
     """
-    base = engine.evaluate(cands.text)
-    common = dict(
-        run_id=ctx.run_id,
-        query_id=cands.query_id,
-        domain=cands.domain,
-        k=ctx.k,
-        n=ctx.n,
-        embed_s=cands.embed_s,
-        search_s=cands.search_s,
-        worker_id=ctx.worker_id,
-        node_id=ctx.node_id,
-        device=str(engine.device),
-        attempt=ctx.attempt,
-    )
-    rows: list[ResultRow] = []
-    if with_base:
-        # The same rule as TTFTEngine.run: a blank query has nothing to score.
-        blank = not cands.text.strip()
-        bpb = float("nan") if blank else base.bpb
-        rows.append(
-            ResultRow(
-                method=BASE_METHOD,
-                status="empty_query" if blank else "ok",
-                error="the query is empty or whitespace-only" if blank else None,
-                bpb_before=bpb,
-                bpb_after=bpb,
-                tokens_scored=base.n_input_tokens,
-                evaluate_s=base.seconds,
-                extra=dict(ctx.extra),
-                **common,  # type: ignore[arg-type]
-            )
+    item = WorkItem(cands, tuple(selections), ctx, with_base)
+    return finetune_and_score_batch(engine, [item], texts_of)[0]
+
+
+def finetune_and_score_batch(
+    engine: Any,
+    items: Sequence[WorkItem],
+    texts_of: Callable[[np.ndarray], list[str]],
+) -> list[list[ResultRow]]:
+    """:func:`finetune_and_score` for several queries, with every (query, method)
+    finetuning job of all of them handed to ``engine.run_batch`` in one call, so a
+    batched engine trains them together. Rows are those of one call per item."""
+    # torch comes with the engine module; the driver, which imports this module
+    # for its types, never needs it.
+    from hullft.ttft import TTFTJob
+
+    bases = [engine.evaluate(item.cands.text) for item in items]
+    jobs: list[TTFTJob] = []
+    support: list[np.ndarray] = []  # the sequence ids of each job, in job order
+    for item, base in zip(items, bases, strict=True):
+        for ms in item.selections:
+            if ms.selection is None:
+                continue
+            seq_ids = item.cands.ids[np.asarray(ms.selection.indices)]
+            counts = tuple(int(c) for c in ms.selection.counts)
+            jobs.append(TTFTJob(item.cands.text, tuple(texts_of(seq_ids)), counts, base))
+            support.append(seq_ids)
+    results = iter(zip(engine.run_batch(jobs), support, strict=True))
+    out: list[list[ResultRow]] = []
+    for item, base in zip(items, bases, strict=True):
+        cands, ctx = item.cands, item.ctx
+        common = dict(
+            run_id=ctx.run_id,
+            query_id=cands.query_id,
+            domain=cands.domain,
+            k=ctx.k,
+            n=ctx.n,
+            embed_s=cands.embed_s,
+            search_s=cands.search_s,
+            worker_id=ctx.worker_id,
+            node_id=ctx.node_id,
+            device=str(engine.device),
+            attempt=ctx.attempt,
         )
-    for ms in selections:
-        if ms.selection is None:
+        rows: list[ResultRow] = []
+        if item.with_base:
+            # The same rule as TTFTEngine.run: a blank query has nothing to score.
+            blank = not cands.text.strip()
+            bpb = float("nan") if blank else base.bpb
             rows.append(
                 ResultRow(
-                    method=ms.method,
-                    status=STATUS_FAILED,
-                    error=ms.error,
-                    select_s=ms.seconds,
-                    bpb_before=base.bpb,
+                    method=BASE_METHOD,
+                    status="empty_query" if blank else "ok",
+                    error="the query is empty or whitespace-only" if blank else None,
+                    bpb_before=bpb,
+                    bpb_after=bpb,
+                    tokens_scored=base.n_input_tokens,
+                    evaluate_s=base.seconds,
                     extra=dict(ctx.extra),
                     **common,  # type: ignore[arg-type]
                 )
             )
-            continue
-        sel = ms.selection
-        seq_ids = cands.ids[np.asarray(sel.indices)]
-        res = engine.run(cands.text, texts_of(seq_ids), [int(c) for c in sel.counts], base=base)
-        rows.append(
-            ResultRow(
-                method=ms.method,
-                status=res.status,
-                error=res.error,
-                support_ids=tuple(int(i) for i in seq_ids),
-                support_counts=tuple(int(c) for c in sel.counts),
-                bpb_before=res.bpb_before,
-                bpb_after=res.bpb_after,
-                fwd_bwd_passes=res.fwd_bwd_passes,
-                optimizer_steps=res.optimizer_steps,
-                planned_steps=res.planned_steps,
-                tokens_trained=res.tokens_trained,
-                tokens_scored=res.tokens_scored,
-                truncated_sequences=res.truncated_sequences,
-                select_s=ms.seconds,
-                finetune_s=res.finetune_s,
-                evaluate_s=res.evaluate_s,
-                reset_s=res.reset_s,
-                extra={
-                    **ctx.extra,
-                    "unique_sequences": res.unique_sequences,
-                    "planned_passes": res.planned_passes,
-                    "skipped_steps": res.skipped_steps,
-                    "mean_train_loss": res.mean_train_loss,
-                    "query_replaced_chars": res.query_replaced_chars,
-                    "train_replaced_chars": res.train_replaced_chars,
-                },
-                **common,  # type: ignore[arg-type]
+        for ms in item.selections:
+            if ms.selection is None:
+                rows.append(
+                    ResultRow(
+                        method=ms.method,
+                        status=STATUS_FAILED,
+                        error=ms.error,
+                        select_s=ms.seconds,
+                        bpb_before=base.bpb,
+                        extra=dict(ctx.extra),
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+                continue
+            sel = ms.selection
+            res, seq_ids = next(results)
+            rows.append(
+                ResultRow(
+                    method=ms.method,
+                    status=res.status,
+                    error=res.error,
+                    support_ids=tuple(int(s) for s in seq_ids),
+                    support_counts=tuple(int(c) for c in sel.counts),
+                    bpb_before=res.bpb_before,
+                    bpb_after=res.bpb_after,
+                    fwd_bwd_passes=res.fwd_bwd_passes,
+                    optimizer_steps=res.optimizer_steps,
+                    planned_steps=res.planned_steps,
+                    tokens_trained=res.tokens_trained,
+                    tokens_scored=res.tokens_scored,
+                    truncated_sequences=res.truncated_sequences,
+                    select_s=ms.seconds,
+                    finetune_s=res.finetune_s,
+                    evaluate_s=res.evaluate_s,
+                    reset_s=res.reset_s,
+                    batch_size=res.batch_size,
+                    extra={
+                        **ctx.extra,
+                        "unique_sequences": res.unique_sequences,
+                        "planned_passes": res.planned_passes,
+                        "skipped_steps": res.skipped_steps,
+                        "mean_train_loss": res.mean_train_loss,
+                        "query_replaced_chars": res.query_replaced_chars,
+                        "train_replaced_chars": res.train_replaced_chars,
+                    },
+                    **common,  # type: ignore[arg-type]
+                )
             )
-        )
-    return rows
+        out.append(rows)
+    return out
 
 
 ROW_NEUTRAL_SECTIONS = ("cluster", "experiment", "bench")
 """Config sections that never change a result row: not part of the run id, and they
 may differ between the runs that resume one another."""
+ROW_NEUTRAL_KEYS = (("finetune", "batch_jobs"),)
+"""Single settings outside those sections that never change a row (likewise)."""
+
+
+def row_config(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    """The part of a config (a RunConfig, or its dict as recorded in run.json) that
+    can change a result row, as a plain dict: what the run id hashes and what runs
+    resuming one another must agree on."""
+    d = config_to_dict(config) if isinstance(config, RunConfig) else dict(config)
+    for section in ROW_NEUTRAL_SECTIONS:
+        d.pop(section, None)
+    for section, key in ROW_NEUTRAL_KEYS:
+        if isinstance(d.get(section), dict):
+            d[section] = {k: v for k, v in d[section].items() if k != key}
+    return d
 
 
 def run_id_for(cfg: RunConfig) -> str:
@@ -231,10 +288,7 @@ def run_id_for(cfg: RunConfig) -> str:
     import hashlib
     import json
 
-    d = config_to_dict(cfg)
-    for section in ROW_NEUTRAL_SECTIONS:
-        d.pop(section)
-    key = json.dumps(d, sort_keys=True)
+    key = json.dumps(row_config(cfg), sort_keys=True)
     return f"{cfg.experiment.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 

@@ -60,6 +60,8 @@ class ResultRow:
     device: str = ""
     """Torch device of the model replica that produced the row (``cuda``, ``cpu``)."""
     attempt: int = 1
+    batch_size: int = 1
+    """Finetuning jobs the model replica ran together with this one (itself included)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Method-specific details (JSON-encoded in Parquet)."""
 

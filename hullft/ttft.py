@@ -196,11 +196,25 @@ class TTFTResult:
     """Seconds scoring the query in this call (before, unless given, and after)."""
     reset_s: float
     """Seconds restoring the base weights."""
+    batch_size: int = 1
+    """Jobs trained together with this one, itself included (1 = one at a time)."""
 
     @property
     def ok(self) -> bool:
         """True when the BPBs are meaningful (``ok`` or ``budget_exhausted``)."""
         return self.status in ("ok", "budget_exhausted")
+
+
+@dataclass(frozen=True)
+class TTFTJob:
+    """One finetuning job: score ``query``, finetune on the multiset (``texts[k]``
+    repeated ``counts[k]`` times, in order), score again. ``base`` is the engine's
+    :meth:`TTFTEngine.evaluate` of the same query, to skip the before-score."""
+
+    query: str | bytes
+    texts: tuple[str | bytes, ...]
+    counts: tuple[int, ...]
+    base: BPBResult | None = None
 
 
 @dataclass(frozen=True)
@@ -420,6 +434,15 @@ class TTFTEngine:
             reset_s=reset_s,
             **common,
         )
+
+    def run_batch(self, jobs: Sequence[TTFTJob]) -> list[TTFTResult]:
+        """One result per job, in order, each exactly :meth:`run` of that job alone.
+
+        This engine runs the jobs one after another; a batched engine runs them
+        together with the same contract. A job whose arguments are a caller bug
+        (see :meth:`run`) raises for the whole call.
+        """
+        return [self.run(j.query, j.texts, j.counts, base=j.base) for j in jobs]
 
     def reset(self) -> None:
         """Copy the base weights and buffers back in place, on the device, and drop

@@ -135,3 +135,20 @@ def test_cli_log_level_is_case_insensitive_and_a_bad_one_is_named(
     monkeypatch.setenv("HULLFT_LOG_LEVEL", "loud")
     assert main(["config"]) == 0
     assert "HULLFT_LOG_LEVEL='LOUD' is not a log level" in capsys.readouterr().err
+
+
+def test_batch_jobs_is_auto_or_a_positive_integer_and_never_changes_the_run_id() -> None:
+    from hullft.pipeline import row_config, run_id_for
+
+    assert FinetuneConfig().batch_jobs == "auto"
+    assert build_config(FinetuneConfig, {"batch_jobs": 8}).batch_jobs == 8
+    for bad in (0, -1, "many", 1.5):
+        with pytest.raises(ConfigError, match="batch_jobs"):
+            build_config(FinetuneConfig, {"batch_jobs": bad}, "finetune")
+    one = RunConfig(finetune=FinetuneConfig(batch_jobs=1))
+    assert run_id_for(one) == run_id_for(RunConfig())
+    # A run.json written before the field existed compares equal too.
+    old = config_to_dict(RunConfig())
+    del old["finetune"]["batch_jobs"]
+    assert row_config(old) == row_config(one)
+    assert run_id_for(RunConfig(finetune=FinetuneConfig(lr=1e-3))) != run_id_for(RunConfig())

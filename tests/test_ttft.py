@@ -681,3 +681,18 @@ def test_embedded_model_finetuning_on_the_query_lowers_its_bpb():
     assert res.status == "ok" and res.fwd_bwd_passes == 2 and res.optimizer_steps == 4
     assert res.bpb_after < res.bpb_before
     assert_bit_identical(loaded.model, base)
+
+
+def test_run_batch_is_run_of_each_job_in_order():
+    engine = engine_for(FinetuneConfig(lr=1e-3))
+    other = "A different query about something else entirely."
+    jobs = [
+        ttft.TTFTJob(QUERY, tuple(TEXTS), tuple(COUNTS)),
+        ttft.TTFTJob(other, tuple(TEXTS[::-1]), (2, 0, 1), base=engine.evaluate(other)),
+        ttft.TTFTJob("  ", tuple(TEXTS), (1, 1, 1)),
+    ]
+    got = engine.run_batch(jobs)
+    want = [engine.run(j.query, j.texts, j.counts, base=j.base) for j in jobs]
+    assert [untimed(r) for r in got] == [untimed(r) for r in want]
+    assert [r.status for r in got] == ["ok", "ok", "empty_query"]
+    assert all(r.batch_size == 1 for r in got)
