@@ -2,6 +2,7 @@
 
 Hydra composes ``configs/`` with the overrides; the result is converted once, here,
 into the typed :class:`hullft.config.RunConfig` that everything else receives.
+``--help`` lists the config groups and settings (:mod:`actors.config_help`).
 """
 
 from __future__ import annotations
@@ -68,10 +69,16 @@ def load_config(overrides: Sequence[str] = (), command: str = "run") -> RunConfi
 
 
 def _explain_hydra_error(msg: str) -> str:
-    """Trim Hydra's message and add the valid keys to its 'not in struct' error."""
+    """Trim Hydra's message; name the valid keys for an unknown key and the valid
+    options (and the closest one) for an unknown group option."""
     import re
 
+    from actors.config_help import unknown_option_message
+
     msg = msg.split("\nConfig search path:")[0].strip()
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", msg)
+    if missing:
+        return unknown_option_message(config_dir(), missing.group(1), missing.group(2))
     match = re.search(r"Could not override '([\w.]+)'", msg)
     if not match:
         return msg
@@ -108,17 +115,40 @@ def _setup_logging() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hullft",
         description="Ray-distributed test-time finetuning with HullFT selection.",
         epilog="Overrides use Hydra syntax, e.g. `hullft run model=tiny selection.n=20`. "
-        "Config groups live in configs/.",
+        "`hullft COMMAND --help` lists the config groups, their options and the settings "
+        "changed most.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("overrides", nargs="*", help="Hydra overrides (key=value, group=option)")
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_config_epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "overrides", nargs="*", help="Hydra overrides (key=value, group=option); see below"
+        )
+    return parser
+
+
+def _config_epilog(command: str) -> str:
+    from actors.config_help import config_help
+
+    try:
+        return config_help(config_dir(), command, _IMPLIED_EXPERIMENT.get(command))
+    except (ConfigError, OSError) as exc:
+        return f"(config groups unavailable: {exc})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging()
 
