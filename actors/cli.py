@@ -2,7 +2,8 @@
 
 Hydra composes ``configs/`` with the overrides; the result is converted once, here,
 into the typed :class:`hullft.config.RunConfig` that everything else receives.
-``--help`` lists the config groups and settings (:mod:`actors.config_help`).
+``hullft run -m`` sweeps (:mod:`actors.sweep`); ``--help`` lists the config groups
+and settings (:mod:`actors.config_help`).
 """
 
 from __future__ import annotations
@@ -132,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
             epilog=_config_epilog(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if name == "run":
+            p.add_argument(
+                "-m",
+                "--multirun",
+                action="store_true",
+                help="sweep: one run per combination of comma-separated values, "
+                "range(start,stop[,step]) or group options, then one summary",
+            )
         p.add_argument(
             "overrides", nargs="*", help="Hydra overrides (key=value, group=option); see below"
         )
@@ -149,9 +158,19 @@ def _config_epilog(command: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Overrides may follow -m (`hullft run -m a=1,2 b=3`): argparse leaves the ones
+    # after a flag unparsed, so they are taken back here, in order.
+    args, rest = parser.parse_known_args(argv)
+    flags = [r for r in rest if r.startswith("-")]
+    if {"-m", "--multirun"} & set(flags):
+        parser.error(f"-m/--multirun sweeps `hullft run` only, not `hullft {args.command}`")
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.overrides = [*args.overrides, *rest]
     _setup_logging()
 
+    if getattr(args, "multirun", False):
+        return _multirun(args.command, args.overrides)
     try:
         cfg = load_config(args.overrides, command=args.command)
     except ConfigError as exc:
@@ -190,6 +209,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _multirun(command: str, overrides: Sequence[str]) -> int:
+    from actors.sweep import run_sweep
+
+    try:
+        result = run_sweep(overrides, command=command)
+    except ConfigError as exc:
+        print(f"hullft: config error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ModuleNotFoundError, ValueError, DuplicateResultError) as exc:
+        print(f"hullft {command} -m: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if result.complete else 1
 
 
 if __name__ == "__main__":

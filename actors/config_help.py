@@ -143,6 +143,11 @@ def config_help(config_dir: Path, command: str, implied_experiment: str | None =
             WIDTH,
         ),
     ]
+    if command == "run":
+        lines += [
+            "Sweep with -m/--multirun and Hydra's sweep syntax, one run per combination:",
+            "  hullft run -m experiment=smoke selection.n=4,8 finetune=default,plain",
+        ]
     return "\n".join(lines)
 
 

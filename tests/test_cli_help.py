@@ -95,4 +95,3 @@ def test_mistyped_group_option_names_the_valid_ones(capsys) -> None:
     err = capsys.readouterr().err
     assert "choose one of: default, paper, plain" in err
     assert "did you mean finetune=plain?" in err
-
