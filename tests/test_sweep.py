@@ -39,7 +39,7 @@ def test_expand_keeps_quoted_and_list_values_whole() -> None:
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("finetune.lr=interval(0,1)", "enumerate values"), ("selection.n=1,,2", "")],
+    [("finetune.lr=interval(0,1)", "enumerate values"), ("selection.n=1,,2", "selection.n")],
 )
 def test_expand_refuses_what_it_cannot_enumerate(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -48,7 +48,7 @@ def test_expand_refuses_what_it_cannot_enumerate(override: str, message: str) ->
 
 def test_bad_combination_or_shared_run_is_refused_before_anything_runs(tmp_path) -> None:
     fixed = ["experiment=smoke", f"experiment.output_dir={tmp_path}"]
-    with pytest.raises(ConfigError, match="selection.n=0"):
+    with pytest.raises(ConfigError, match=r"selection\.n=0"):
         run_sweep([*fixed, "selection.n=0,2"])
     with pytest.raises(ConfigError, match="same run"):
         run_sweep([*fixed, "cluster.num_workers=1,2"])
@@ -138,43 +138,9 @@ def _parts(run_dir: str) -> list[str]:
 
 
 @pytest.mark.ray
-def test_two_by_two_sweep_writes_four_runs_and_one_summary_and_reruns_add_nothing(
-    sweep_args, tmp_path, monkeypatch
-) -> None:
-    import ray
-
-    inits = _count_ray_inits(monkeypatch)
-    assert main(["run", "-m", *sweep_args]) == 0
-    assert len(inits) == 1 and not ray.is_initialized()  # one session, shut down after
-    (sweep_dir,) = _sweep_dirs(tmp_path)
-    runs = _runs(sweep_dir)
-    assert len({r["run_id"] for r in runs}) == 4
-    assert {(r["swept"]["selection.n"], r["swept"]["finetune"]) for r in runs} == {
-        (n, f) for n in ("4", "6") for f in ("default", "plain")
-    }
-    for r in runs:
-        df = read_results(r["run_dir"])
-        assert len(df) == 2 * 4 and (df["status"] == "ok").all()
-        config = r["config"]
-        assert config["selection"]["n"] == int(r["swept"]["selection.n"])
-        plain = r["swept"]["finetune"] == "plain"
-        assert config["finetune"]["refresh_interval"] == (1 if plain else 2)
-    summary = pd.read_parquet(sweep_dir / "summary.parquet")
-    assert len(summary) == 4 * 4  # combinations × methods (base included)
-    assert (summary["rows"] == 2).all() and (summary["failures"] == 0).all()
-    assert summary["complete"].all() and summary["bpb"].notna().all()
-    assert (sweep_dir / "summary.md").read_text().count("complete)") == 4
-    parts = {r["run_id"]: _parts(r["run_dir"]) for r in runs}
-
-    assert main(["run", "-m", *sweep_args]) == 0
-    assert _sweep_dirs(tmp_path) == [sweep_dir]
-    assert {r["run_id"]: _parts(r["run_dir"]) for r in runs} == parts  # no row added
-    again = pd.read_parquet(sweep_dir / "summary.parquet")
-    pd.testing.assert_frame_equal(again, summary)
-
-
-@pytest.mark.ray
-def test_interrupted_sweep_resumes_each_run_where_it_stopped(sweep_args, tmp_path) -> None:
+def test_two_by_two_sweep_interrupted_resumed_and_rerun(sweep_args, tmp_path, monkeypatch) -> None:
+    """Interrupted in its second run, restarted: four runs, one summary, each run
+    resumed where it stopped; started once more: no row added."""
     import ray
 
     done: list[str] = []
@@ -192,11 +158,31 @@ def test_interrupted_sweep_resumes_each_run_where_it_stopped(sweep_args, tmp_pat
     before = [_parts(r["run_dir"]) if Path(r["run_dir"]).exists() else [] for r in runs]
     assert [len(p) for p in before] == [2, 1, 0, 0]
 
-    result = run_sweep(sweep_args, progress=False)
-    assert result.complete
-    after = [_parts(r["run_dir"]) for r in runs]
-    assert after[0] == before[0] and set(before[1]) < set(after[1])
+    inits = _count_ray_inits(monkeypatch)
+    assert main(["run", "-m", *sweep_args]) == 0
+    assert len(inits) == 1 and not ray.is_initialized()  # one session, shut down after
+    assert _sweep_dirs(tmp_path) == [sweep_dir]
+    assert len({r["run_id"] for r in runs}) == 4
+    assert {(r["swept"]["selection.n"], r["swept"]["finetune"]) for r in runs} == {
+        (n, f) for n in ("4", "6") for f in ("default", "plain")
+    }
+    parts = [_parts(r["run_dir"]) for r in runs]
+    assert parts[0] == before[0] and set(before[1]) < set(parts[1])  # resumed, not redone
     for r in runs:
         df = read_results(r["run_dir"])
         keys = list(zip(df["query_id"], df["method"], strict=True))
-        assert len(keys) == len(set(keys)) == 2 * 4
+        assert len(keys) == len(set(keys)) == 2 * 4 and (df["status"] == "ok").all()
+        config = r["config"]
+        assert config["selection"]["n"] == int(r["swept"]["selection.n"])
+        plain = r["swept"]["finetune"] == "plain"
+        assert config["finetune"]["refresh_interval"] == (1 if plain else 2)
+    summary = pd.read_parquet(sweep_dir / "summary.parquet")
+    assert len(summary) == 4 * 4  # combinations × methods (base included)
+    assert (summary["rows"] == 2).all() and (summary["failures"] == 0).all()
+    assert summary["complete"].all() and summary["bpb"].notna().all()
+    assert (sweep_dir / "summary.md").read_text().count("(complete)") == 4
+
+    assert main(["run", "-m", *sweep_args]) == 0
+    assert _sweep_dirs(tmp_path) == [sweep_dir]
+    assert [_parts(r["run_dir"]) for r in runs] == parts  # no row added
+    pd.testing.assert_frame_equal(pd.read_parquet(sweep_dir / "summary.parquet"), summary)
