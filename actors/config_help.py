@@ -29,6 +29,7 @@ MOST_CHANGED: dict[str, tuple[str, ...]] = {
         "finetune.lr",
         "finetune.refresh_interval",
         "finetune.time_budget_s",
+        "finetune.batch_jobs",
         "model.name",
         "queries.per_domain",
         "index.dir",

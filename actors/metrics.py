@@ -14,12 +14,9 @@ Recording never fails or stalls a query: metric objects are created lazily, once
 per process, on first use inside a Ray session (outside one, every call is a
 no-op), and any exception in a ``record_*`` function is logged once and swallowed.
 
-Row-derived histograms are a table (:data:`ROW_SERIES`): a new ``ResultRow``
-field becomes a metric with one line there, e.g. once rows carry the batch size
-of batched finetuning::
-
-    RowSeries(Metric("hullft_worker_batch_size", "histogram", "Jobs finetuned together "
-              "in one batch", ("worker",), SIZE_BUCKETS), "batch_size", by=WORKER),
+Row-derived histograms are a table (:data:`ROW_SERIES`): a new numeric
+``ResultRow`` field becomes a metric with one line there (and its entry in
+docs/metrics.md), as ``batch_size`` did.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from hullft.results import STATUS_FAILED, ResultRow
+from hullft.results import BASE_METHOD, STATUS_FAILED, ResultRow
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +155,15 @@ INDEX_SEARCH_SECONDS = Metric(
     SECONDS_BUCKETS,
 )
 
+BATCH_SIZE = Metric(
+    "hullft_worker_batch_size",
+    "histogram",
+    "Finetuning jobs a model worker trained together with each job (itself included; "
+    "1 = one at a time), observed once per finetuned row.",
+    ("worker",),
+    SIZE_BUCKETS,
+)
+
 # ---------------------------------------------------------------------------
 # Histograms observed from result-row fields.
 
@@ -180,6 +186,8 @@ class RowSeries:
     """(tag, row attribute) pairs."""
     per_query: bool = False
     """Observed once per query (from its first row), not once per row."""
+    finetuned_only: bool = False
+    """Skip ``base`` rows (nothing was finetuned for them)."""
 
 
 def _stage(name: str, *, per_query: bool = False) -> RowSeries:
@@ -200,6 +208,7 @@ ROW_SERIES: tuple[RowSeries, ...] = (
     _stage("finetune"),
     _stage("evaluate"),
     _stage("reset"),
+    RowSeries(BATCH_SIZE, "batch_size", by=WORKER, finetuned_only=True),
 )
 
 METRICS: tuple[Metric, ...] = tuple(
@@ -300,6 +309,8 @@ def record_rows(rows: Sequence[ResultRow], *, failed: bool = False) -> None:
         hist = _get(series.metric)
         for row in rows[:1] if series.per_query else rows:
             value = getattr(row, series.attr)
+            if series.finetuned_only and row.method == BASE_METHOD:
+                continue
             if row.status != STATUS_FAILED and value > 0:
                 hist.observe(float(value), tags=_tags(series, row))
     for row in rows:

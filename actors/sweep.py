@@ -24,7 +24,7 @@ from pathlib import Path
 
 from actors.cli import load_config
 from hullft.config import ConfigError, RunConfig, config_to_dict
-from hullft.pipeline import run_id_for
+from hullft.pipeline import ROW_NEUTRAL_KEYS, ROW_NEUTRAL_SECTIONS, run_id_for
 from hullft.sweep_report import SweepRun, write_sweep_summary
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,11 @@ def _refuse_shared_runs(combos: Sequence[Combination], run_ids: Sequence[str]) -
     for combo, run_id in zip(combos, run_ids, strict=True):
         if run_id in seen:
             a, b = (" ".join(f"{k}={v}" for k, v in c.swept.items()) for c in (seen[run_id], combo))
+            neutral = [*ROW_NEUTRAL_SECTIONS, *(".".join(k) for k in ROW_NEUTRAL_KEYS)]
             raise ConfigError(
                 f"combinations `{a}` and `{b}` map to the same run {run_id!r}: they differ "
-                "only in cluster/experiment/bench settings, which do not change results "
-                "(or experiment.run_id is set). Sweep keys that change results; for "
+                f"only in settings that do not change results ({', '.join(neutral)}), "
+                "or experiment.run_id is set. Sweep keys that change results; for "
                 "throughput sweeps use `hullft bench`."
             )
         seen[run_id] = combo

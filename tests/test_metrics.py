@@ -130,6 +130,8 @@ def test_smoke_run_metrics_read_back_from_prometheus(smoke_index_dir, tmp_path) 
     assert _total(
         series, "ray_hullft_stage_seconds_count", stage="finetune", method="hullft"
     ) == len(tuned)
+    finetuned = df[(df["method"] != "base") & (df["status"] != "failed")]
+    assert _total(series, "ray_hullft_worker_batch_size_count") == len(finetuned)
     assert _total(series, "ray_hullft_tokens_trained_total") == df["tokens_trained"].sum()
     assert _total(series, "ray_hullft_index_queries_searched_total") == summary.queries_total
     in_flight = series["ray_hullft_worker_jobs_in_flight"]
