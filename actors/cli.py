@@ -2,6 +2,8 @@
 
 Hydra composes ``configs/`` with the overrides; the result is converted once, here,
 into the typed :class:`hullft.config.RunConfig` that everything else receives.
+``hullft run -m`` sweeps (:mod:`actors.sweep`); ``--help`` lists the config groups
+and settings (:mod:`actors.config_help`).
 """
 
 from __future__ import annotations
@@ -68,10 +70,16 @@ def load_config(overrides: Sequence[str] = (), command: str = "run") -> RunConfi
 
 
 def _explain_hydra_error(msg: str) -> str:
-    """Trim Hydra's message and add the valid keys to its 'not in struct' error."""
+    """Trim Hydra's message; name the valid keys for an unknown key and the valid
+    options (and the closest one) for an unknown group option."""
     import re
 
+    from actors.config_help import unknown_option_message
+
     msg = msg.split("\nConfig search path:")[0].strip()
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", msg)
+    if missing:
+        return unknown_option_message(config_dir(), missing.group(1), missing.group(2))
     match = re.search(r"Could not override '([\w.]+)'", msg)
     if not match:
         return msg
@@ -108,20 +116,61 @@ def _setup_logging() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hullft",
         description="Ray-distributed test-time finetuning with HullFT selection.",
         epilog="Overrides use Hydra syntax, e.g. `hullft run model=tiny selection.n=20`. "
-        "Config groups live in configs/.",
+        "`hullft COMMAND --help` lists the config groups, their options and the settings "
+        "changed most.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("overrides", nargs="*", help="Hydra overrides (key=value, group=option)")
-    args = parser.parse_args(argv)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_config_epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == "run":
+            p.add_argument(
+                "-m",
+                "--multirun",
+                action="store_true",
+                help="sweep: one run per combination of comma-separated values, "
+                "range(start,stop[,step]) or group options, then one summary",
+            )
+        p.add_argument(
+            "overrides", nargs="*", help="Hydra overrides (key=value, group=option); see below"
+        )
+    return parser
+
+
+def _config_epilog(command: str) -> str:
+    from actors.config_help import config_help
+
+    try:
+        return config_help(config_dir(), command, _IMPLIED_EXPERIMENT.get(command))
+    except (ConfigError, OSError) as exc:
+        return f"(config groups unavailable: {exc})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    # Overrides may follow -m (`hullft run -m a=1,2 b=3`): argparse leaves the ones
+    # after a flag unparsed, so they are taken back here, in order.
+    args, rest = parser.parse_known_args(argv)
+    flags = [r for r in rest if r.startswith("-")]
+    if {"-m", "--multirun"} & set(flags):
+        parser.error(f"-m/--multirun sweeps `hullft run` only, not `hullft {args.command}`")
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.overrides = [*args.overrides, *rest]
     _setup_logging()
 
+    if getattr(args, "multirun", False):
+        return _multirun(args.command, args.overrides)
     try:
         cfg = load_config(args.overrides, command=args.command)
     except ConfigError as exc:
@@ -160,6 +209,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _multirun(command: str, overrides: Sequence[str]) -> int:
+    from actors.sweep import run_sweep
+
+    try:
+        result = run_sweep(overrides, command=command)
+    except ConfigError as exc:
+        print(f"hullft: config error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ModuleNotFoundError, ValueError, DuplicateResultError) as exc:
+        print(f"hullft {command} -m: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if result.complete else 1
 
 
 if __name__ == "__main__":

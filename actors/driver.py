@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors import metrics
 from actors.gpu_worker import ModelWorker
 from actors.index_actor import IndexService
 from actors.policy import Decision, Failure, FailurePolicy, WorkerPlan, plan_workers
@@ -307,8 +308,9 @@ def _process(
     bar = tqdm(total=len(tasks), desc="queries", unit="q", disable=not progress)
     capacity = cfg.cluster.max_in_flight_per_worker
 
-    def finish(task: _Task, rows: list[Any]) -> None:
+    def finish(task: _Task, rows: list[Any], failed: bool = False) -> None:
         state.sink.write(rows)
+        metrics.record_rows(rows, failed=failed)
         state.rows_written += len(rows)
         state.failed_rows += sum(r.status == STATUS_FAILED for r in rows)
         state.processed += 1
@@ -327,6 +329,7 @@ def _process(
             decision.value,
         )
         if decision is Decision.RETRY:
+            metrics.record_retry(failure.value)
             task.attempt += 1
             state.retried.add(task.query.query_id)
             (ready if task.cands is not None else to_search).appendleft(task)
@@ -344,6 +347,7 @@ def _process(
                 k=state.k,
                 n=state.n,
             ),
+            failed=True,
         )
 
     try:
@@ -368,6 +372,7 @@ def _process(
                 ctx = RowContext(run_id=state.run_id, attempt=task.attempt, k=state.k, n=state.n)
                 ref = w.actor.run.remote(task.cands, sel_ref, ctx, task.with_base)
                 w.inflight += 1
+                metrics.set_in_flight(w.worker_id, w.inflight)
                 work_refs[ref] = (task, w)
             if not live:
                 return "every model worker died and no replacement could be started"
@@ -396,15 +401,18 @@ def _process(
                     try:
                         results = ray.get(ref)
                     except ray.exceptions.RayError as exc:
+                        metrics.record_search_failed()
                         for task in batch:
                             fail_or_retry(task, _classify(exc), f"retrieval failed: {exc}")
                         continue
+                    metrics.record_search(results)
                     for task, cands in zip(batch, results, strict=True):
                         task.cands = cands
                         ready.append(task)
                 else:
                     task, w = work_refs.pop(ref)
                     w.inflight -= 1
+                    metrics.set_in_flight(w.worker_id, w.inflight)
                     try:
                         rows = ray.get(ref)
                     except ray.exceptions.RayError as exc:
@@ -418,6 +426,7 @@ def _process(
                             )
                             if state.replaced < max_replacements:
                                 state.replaced += 1
+                                metrics.record_worker_replaced()
                                 workers.append(spawn(f"w{len(workers)}"))
                         fail_or_retry(task, failure, str(exc))
                         continue
