@@ -1,9 +1,9 @@
 """Typed configuration: one frozen dataclass per stage, every field defaulted.
 
-Hydra (in ``actors/cli.py``) composes YAML from ``configs/`` and hands a plain
-dict to :func:`build_config`; nothing below ever sees a ``DictConfig``.  Unknown
-keys and wrong types are errors that name the key and the valid choices, so a
-typo never silently falls back to a default.
+Hydra (in ``actors/cli.py``) composes the YAML in ``hullft/configs/`` (package data:
+nothing in hullft reads it) and hands a plain dict to :func:`build_config`; nothing
+below ever sees a ``DictConfig``. Unknown keys and wrong types are errors that name
+the key and the valid choices, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
