@@ -1,7 +1,8 @@
 """The ``hullft`` command: ``hullft {run,demo,index,bench,config} [hydra overrides]``.
 
-Hydra composes ``configs/`` with the overrides; the result is converted once, here,
-into the typed :class:`hullft.config.RunConfig` that everything else receives.
+Hydra composes the YAML configs shipped inside the package (``hullft/configs/``, or
+``$HULLFT_CONFIG_DIR``) with the overrides; the result is converted once, here, into
+the typed :class:`hullft.config.RunConfig` that everything else receives.
 ``hullft run -m`` sweeps (:mod:`actors.sweep`); ``--help`` lists the config groups
 and settings (:mod:`actors.config_help`).
 """
@@ -9,6 +10,7 @@ and settings (:mod:`actors.config_help`).
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import logging
 import os
 import sys
@@ -33,19 +35,25 @@ _IMPLIED_EXPERIMENT = {"demo": "demo", "bench": "bench"}
 
 
 def config_dir() -> Path:
-    """``$HULLFT_CONFIG_DIR`` or the repository's ``configs/``."""
+    """``$HULLFT_CONFIG_DIR``, else the configs installed with the package.
+
+    They ship as package data of ``hullft`` (``hullft/configs/``, YAML only: the
+    library never imports Hydra), so an installed ``hullft`` finds them from any
+    directory, without a checkout.
+    """
     env = os.environ.get("HULLFT_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+    path = Path(env) if env else Path(str(importlib.resources.files("hullft") / "configs"))
     if not (path / "config.yaml").is_file():
+        where = "HULLFT_CONFIG_DIR" if env else "the installed hullft package"
         raise ConfigError(
-            f"no config.yaml in {path}; run hullft from a checkout of the repository "
-            "or set HULLFT_CONFIG_DIR to its configs/ folder"
+            f"no config.yaml in {path} (from {where}); point HULLFT_CONFIG_DIR at a folder "
+            "laid out like hullft/configs/, or reinstall hullft (pip install hullft[cpu])"
         )
     return path
 
 
 def load_config(overrides: Sequence[str] = (), command: str = "run") -> RunConfig:
-    """Compose ``configs/`` with Hydra ``overrides`` into a validated RunConfig."""
+    """Compose the configs (:func:`config_dir`) with Hydra ``overrides`` into a RunConfig."""
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
     from hydra.errors import HydraException
@@ -122,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Ray-distributed test-time finetuning with HullFT selection.",
         epilog="Overrides use Hydra syntax, e.g. `hullft run model=tiny selection.n=20`. "
         "`hullft COMMAND --help` lists the config groups, their options and the settings "
-        "changed most.",
+        "changed most; they live in hullft/configs/ (or $HULLFT_CONFIG_DIR).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():

@@ -5,6 +5,8 @@ with ``type(name, (Base,), {"TARGET": query_id})``."""
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from actors.gpu_worker import ModelWorker
@@ -29,4 +31,25 @@ class AlwaysOOM(ModelWorker):
     def run(self, cands: Any, selections: Any, ctx: Any, with_base: bool = True) -> Any:
         if cands.query_id == self.TARGET:
             raise RuntimeError("CUDA out of memory (injected by the test)")
+        return super().run(cands, selections, ctx, with_base)
+
+
+class StallOnNode(ModelWorker):
+    """On node ``NODE`` (a Ray node id): writes the query id to ``MARKER`` and stalls,
+    so that the test can remove the node while it certainly holds a query. On other
+    nodes: waits (at most ``WAIT_S``) for that marker before the first query, so that
+    the stalling node receives a query before the others finish."""
+
+    NODE = ""
+    MARKER = ""
+    WAIT_S = 300.0
+
+    def run(self, cands: Any, selections: Any, ctx: Any, with_base: bool = True) -> Any:
+        marker = Path(self.MARKER)
+        if self.node_id and self.NODE.startswith(self.node_id):  # rows carry a prefix
+            marker.write_text(cands.query_id)
+            time.sleep(3600)  # until the node is removed, which kills this process
+        deadline = time.monotonic() + self.WAIT_S
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return super().run(cands, selections, ctx, with_base)
