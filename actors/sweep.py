@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.cli import load_config
+from actors.compose import load_config
 from hullft.config import ConfigError, RunConfig, config_to_dict
 from hullft.pipeline import ROW_NEUTRAL_KEYS, ROW_NEUTRAL_SECTIONS, run_id_for
 from hullft.sweep_report import SweepRun, write_sweep_summary
