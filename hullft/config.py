@@ -9,6 +9,8 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -30,6 +32,46 @@ def _require(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _require_finite(section: Any, where: str) -> None:
+    """Refuse NaN and ±inf in every float field (and float tuple) of ``section``.
+
+    ``inf`` parses as a float from the command line, and no setting here means
+    "unbounded" by infinity (``null`` does): an infinite learning rate only shows
+    up later as a non-finite loss on every query.
+    """
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(
+                    f"{where}.{f.name} must be a finite number, got {value!r}; "
+                    "use a finite value (or null where the key allows it)"
+                )
+
+
+def _require_path_component(value: str, key: str) -> None:
+    """``value`` names one file or directory inside an output directory.
+
+    Run ids and experiment names become directory names under
+    ``experiment.output_dir`` (and ``bench.report_dir``): a separator, ``..`` or
+    an absolute path would write outside it.
+    """
+    bad = (
+        not value
+        or value in (".", "..")
+        or "/" in value
+        or "\\" in value
+        or "\0" in value
+        or (os.altsep is not None and os.altsep in value)
+    )
+    _require(
+        not bad,
+        f"{key}={value!r} must be a single path component (a name without '/', '\\', "
+        "NUL, and not '.' or '..'): it names a directory inside experiment.output_dir",
+    )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The causal LM that is finetuned and scored."""
@@ -46,6 +88,7 @@ class ModelConfig:
     """Passed to ``from_pretrained`` for hub models that need it."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "model")
         _require(bool(self.name), "model.name must not be empty")
         _require(
             self.max_length is None or self.max_length >= 2,
@@ -70,6 +113,7 @@ class EmbedderConfig:
     """Output dimension of the ``hashing`` embedder (ignored by real encoders)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "embedder")
         _require(self.batch_size >= 1, f"embedder.batch_size must be >= 1, got {self.batch_size}")
         _require(
             self.max_seq_length >= 8,
@@ -98,6 +142,7 @@ class DataConfig:
     """Documents larger than this are skipped and counted as ``too_large``."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "data")
         _require(
             self.sequence_length >= 8,
             f"data.sequence_length must be >= 8, got {self.sequence_length}",
@@ -127,6 +172,7 @@ class QueryConfig:
     """Seed of the stratified draw."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "queries")
         _require(self.per_domain >= 1, f"queries.per_domain must be >= 1, got {self.per_domain}")
         _require(self.min_bytes >= 1, "queries.min_bytes must be >= 1")
         _require(self.max_bytes >= self.min_bytes, "queries.max_bytes must be >= queries.min_bytes")
@@ -171,6 +217,7 @@ class IndexConfig:
     """Documents per build shard (the unit of resumption)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "index")
         for name in (
             "nlist",
             "nprobe",
@@ -209,6 +256,7 @@ class SelectionConfig:
     """SIFT regulariser λ (the HullFT paper ran 0.2)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "selection")
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         _require(
             not unknown,
@@ -268,6 +316,7 @@ class FinetuneConfig:
     """Seed for anything stochastic in finetuning (dropout is off in eval/train here)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "finetune")
         _require(self.lr > 0, f"finetune.lr must be > 0, got {self.lr}")
         _require(self.eps > 0, "finetune.eps must be > 0")
         _require(
@@ -317,6 +366,7 @@ class ClusterConfig:
     """GPUs for a Ray started locally (``None`` = detected; set on CPU to fake logical GPUs)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "cluster")
         _require(
             self.num_workers is None or self.num_workers >= 1,
             "cluster.num_workers must be >= 1 or null",
@@ -349,7 +399,10 @@ class ExperimentConfig:
     """Process at most this many queries (``None`` = all)."""
 
     def __post_init__(self) -> None:
-        _require(bool(self.name), "experiment.name must not be empty")
+        _require_finite(self, "experiment")
+        _require_path_component(self.name, "experiment.name")
+        if self.run_id:  # "" falls back to the derived id, like None
+            _require_path_component(self.run_id, "experiment.run_id")
         _require(self.limit is None or self.limit >= 1, "experiment.limit must be >= 1 or null")
 
 
@@ -376,6 +429,7 @@ class BenchConfig:
     """The report goes to ``<report_dir>/<experiment.name>-<date>/``."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "bench")
         _require(
             len(self.n_values) >= 1 and all(n >= 1 for n in self.n_values),
             "bench.n_values must be >= 1",
