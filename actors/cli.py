@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from hullft.config import ConfigError, RunConfig, build_config, config_to_dict
+from hullft.index.errors import BuildLockedError
 from hullft.results import DuplicateResultError
+from hullft.rundir import RunDirLockedError
 
 log = logging.getLogger("hullft")
 
@@ -156,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ModuleNotFoundError,
         ValueError,
         DuplicateResultError,
+        BuildLockedError,  # another `hullft index` builds the same index
+        RunDirLockedError,  # another driver writes the same run directory
     ) as exc:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1

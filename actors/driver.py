@@ -12,7 +12,6 @@ same run_id skips every (query, method) already written.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from actors.selector import SelectorService
 from hullft.config import RunConfig, config_to_dict
 from hullft.pipeline import ROW_NEUTRAL_SECTIONS, Candidates, RowContext, run_id_for
 from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, failure_rows
+from hullft.rundir import RunDirLease, claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def run_pipeline(
     t_start = time.perf_counter()
     run_id = run_id_for(cfg)
     run_dir = Path(cfg.experiment.output_dir).expanduser() / run_id
-    _claim_run_dir(run_dir, cfg)
+    _check_inputs(cfg)  # a typo in a path must not leave an empty run directory behind
+    lease = _claim_run_dir(run_dir, cfg)  # held until this function returns or we die
     sink = ResultSink(run_dir)
 
     index_dir = ensure_index(cfg)
@@ -167,35 +168,21 @@ def run_pipeline(
             len(remaining),
             message or "see the log above",
         )
+    lease.release()
     return summary
 
 
-def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> None:
-    """Record the config; refuse to mix results of a different config into a run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = run_dir / "run.json"
-    current = config_to_dict(cfg)
-    # Settings that do not change rows may differ between the runs of one run_id.
-    comparable = {k: v for k, v in current.items() if k not in ROW_NEUTRAL_SECTIONS}
-    if meta.exists():
-        previous = json.loads(meta.read_text())
-        prev_cmp = {
-            k: v for k, v in previous.get("config", {}).items() if k not in ROW_NEUTRAL_SECTIONS
-        }
-        if prev_cmp != comparable:
-            diff = sorted(
-                f"{s}.{k}"
-                for s in comparable
-                for k in comparable[s]
-                if prev_cmp.get(s, {}).get(k) != comparable[s][k]
-            )
-            raise ValueError(
-                f"{run_dir} holds results of a different config (differs in {diff}); "
-                "choose another experiment.run_id or output_dir"
-            )
-    tmp = meta.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"run_id": run_dir.name, "config": current}, indent=2))
-    os.replace(tmp, meta)
+def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> RunDirLease:
+    """Lock the run directory for this driver and record its config (hullft.rundir)."""
+    return claim_run_dir(run_dir, config_to_dict(cfg), neutral_sections=ROW_NEUTRAL_SECTIONS)
+
+
+def _check_inputs(cfg: RunConfig) -> None:
+    """Fail on a missing corpus or query path before anything is written."""
+    from hullft.data.readers import resolve_inputs
+
+    resolve_inputs(cfg.data.paths, "train")
+    resolve_inputs(cfg.queries.paths, "test")
 
 
 def ensure_index(cfg: RunConfig) -> Path:
