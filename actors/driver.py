@@ -102,7 +102,8 @@ def run_pipeline(
     """Run (or resume) the TTFT pipeline for ``cfg`` and write results + report.
 
     ``worker_cls`` lets tests swap in a worker with injected faults.
-    ``on_query_done`` is called with each query id once its rows are committed.
+    ``on_query_done`` is called with each query id once its rows are handed to the
+    sink (which writes them with the next part, see ``experiment.results_part_rows``).
     """
     from hullft.data.queries import load_queries
     from hullft.report import print_corpus_table, summarize_run
@@ -112,7 +113,11 @@ def run_pipeline(
     run_dir = Path(cfg.experiment.output_dir).expanduser() / run_id
     _check_inputs(cfg)  # a typo in a path must not leave an empty run directory behind
     lease = _claim_run_dir(run_dir, cfg)  # held until this function returns or we die
-    sink = ResultSink(run_dir)
+    sink = ResultSink(
+        run_dir,
+        part_rows=cfg.experiment.results_part_rows,
+        part_seconds=cfg.experiment.results_part_s,
+    )
 
     index_dir = ensure_index(cfg)
     if demo:
@@ -141,11 +146,13 @@ def run_pipeline(
             message = _process(cfg, index_dir, tasks, state, worker_cls, progress, on_query_done)
             loop_s = time.perf_counter() - t_loop
         finally:
+            sink.flush()  # commit what is buffered, whatever stopped the loop
             if started_ray:
                 import ray
 
                 ray.shutdown()
     remaining = _pending_tasks(queries, cfg.selection.methods, sink.done)
+    sink.close(compact=not remaining)  # a finished run keeps a few result files
     summary = RunSummary(
         run_id=run_id,
         run_dir=run_dir,

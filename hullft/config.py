@@ -397,9 +397,17 @@ class ExperimentConfig:
     """Results go to ``<output_dir>/<run_id>/``."""
     limit: int | None = None
     """Process at most this many queries (``None`` = all)."""
+    results_part_rows: int = 2000
+    """Result rows buffered before the driver writes them as one Parquet part."""
+    results_part_s: float = 60.0
+    """...or once the oldest buffered row is this many seconds old (checked as rows
+    arrive). A driver killed before a write loses at most this much work, which a
+    rerun recomputes; a completed run's parts are compacted into a few files."""
 
     def __post_init__(self) -> None:
         _require_finite(self, "experiment")
+        _require(self.results_part_rows >= 1, "experiment.results_part_rows must be >= 1")
+        _require(self.results_part_s >= 0, "experiment.results_part_s must be >= 0")
         _require_path_component(self.name, "experiment.name")
         if self.run_id:  # "" falls back to the derived id, like None
             _require_path_component(self.run_id, "experiment.run_id")
