@@ -20,7 +20,14 @@ pytestmark = pytest.mark.ray
 
 def test_ray_job_submit_on_a_local_head(tmp_path: Path) -> None:
     """...and stops only its own head: another Ray on the machine survives it."""
-    env = {**os.environ, "NUM_CPUS": "2", "RAY_PORT": "6391", "RAY_DASHBOARD_PORT": "8266"}
+    env = {
+        **os.environ,
+        "NUM_CPUS": "2",
+        "RAY_PORT": "6391",
+        "RAY_DASHBOARD_PORT": "8266",
+        "RAY_AGENT_PORT": "52366",
+        "RAY_CLIENT_PORT": "20002",
+    }
     env.pop("RAY_ADDRESS", None)
     bystander = _start_bystander_head(tmp_path, env)
     try:
@@ -44,6 +51,9 @@ def _start_bystander_head(tmp_path: Path, env: dict[str, str]) -> subprocess.Pop
             "--port=6399",
             f"--temp-dir={temp}",
             "--include-dashboard=false",
+            # ports of its own (Ray's defaults are taken by the head under test)
+            "--dashboard-agent-listen-port=52399",
+            "--ray-client-server-port=20099",
             "--num-cpus=1",
             "--disable-usage-stats",
         ],
