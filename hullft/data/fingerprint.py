@@ -5,9 +5,9 @@ corpus edited in place (``sed -i`` keeping the size) or replaced by another file
 with the same name and size yields a different identity and is never served from
 the old index.
 
-Hashing streams the file in 1 MiB chunks (BLAKE2b: several hundred MB/s per core). Digests are cached per machine
-in ``$HULLFT_CACHE/input-digests.json`` keyed by the file's device, inode, size,
-mtime and ctime (git's index uses the same stat data to skip unchanged files):
+Hashing streams the file in 1 MiB chunks (BLAKE2b: several hundred MB/s per
+core). Digests are cached per machine in ``$HULLFT_CACHE/input-digests.json``
+keyed by the file's device, inode, size, mtime and ctime (git's index uses the same stat data to skip unchanged files):
 any write, ``cp -p``, ``touch -r`` or rename changes the ctime, which user space
 cannot set, so a cache hit means the bytes have not been rewritten. A rerun on an
 unchanged corpus therefore hashes nothing.
