@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 from actors.compose import IMPLIED_EXPERIMENT, config_dir, load_config
 from hullft.config import ConfigError, config_to_dict
+from hullft.index.errors import BuildLockedError
 from hullft.results import DuplicateResultError
+from hullft.rundir import RunDirLockedError
 
 log = logging.getLogger("hullft")
 
@@ -141,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ModuleNotFoundError,
         ValueError,
         DuplicateResultError,
+        BuildLockedError,  # another `hullft index` builds the same index
+        RunDirLockedError,  # another driver writes the same run directory
     ) as exc:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1

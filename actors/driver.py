@@ -12,7 +12,6 @@ same run_id skips every (query, method) already written.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ from actors.selector import SelectorService
 from hullft.config import RunConfig, config_to_dict
 from hullft.pipeline import Candidates, RowContext, row_config, run_id_for
 from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, failure_rows
+from hullft.rundir import RunDirLease, claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def run_pipeline(
     """Run (or resume) the TTFT pipeline for ``cfg`` and write results + report.
 
     ``worker_cls`` lets tests swap in a worker with injected faults.
-    ``on_query_done`` is called with each query id once its rows are committed.
+    ``on_query_done`` is called with each query id once its rows are handed to the
+    sink (which writes them with the next part, see ``experiment.results_part_rows``).
     """
     from hullft.data.queries import load_queries
     from hullft.report import print_corpus_table, summarize_run
@@ -111,8 +112,13 @@ def run_pipeline(
     t_start = time.perf_counter()
     run_id = run_id_for(cfg)
     run_dir = Path(cfg.experiment.output_dir).expanduser() / run_id
-    _claim_run_dir(run_dir, cfg)
-    sink = ResultSink(run_dir)
+    _check_inputs(cfg)  # a typo in a path must not leave an empty run directory behind
+    lease = _claim_run_dir(run_dir, cfg)  # held until this function returns or we die
+    sink = ResultSink(
+        run_dir,
+        part_rows=cfg.experiment.results_part_rows,
+        part_seconds=cfg.experiment.results_part_s,
+    )
 
     index_dir = ensure_index(cfg)
     if demo:
@@ -141,11 +147,13 @@ def run_pipeline(
             message = _process(cfg, index_dir, tasks, state, worker_cls, progress, on_query_done)
             loop_s = time.perf_counter() - t_loop
         finally:
+            sink.flush()  # commit what is buffered, whatever stopped the loop
             if started_ray:
                 import ray
 
                 ray.shutdown()
     remaining = _pending_tasks(queries, cfg.selection.methods, sink.done)
+    sink.close(compact=not remaining)  # a finished run keeps a few result files
     summary = RunSummary(
         run_id=run_id,
         run_dir=run_dir,
@@ -168,33 +176,21 @@ def run_pipeline(
             len(remaining),
             message or "see the log above",
         )
+    lease.release()
     return summary
 
 
-def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> None:
-    """Record the config; refuse to mix results of a different config into a run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = run_dir / "run.json"
-    current = config_to_dict(cfg)
-    # Settings that do not change rows may differ between the runs of one run_id.
-    comparable = row_config(current)
-    if meta.exists():
-        previous = json.loads(meta.read_text())
-        prev_cmp = row_config(previous.get("config", {}))
-        if prev_cmp != comparable:
-            diff = sorted(
-                f"{s}.{k}"
-                for s in comparable
-                for k in comparable[s]
-                if prev_cmp.get(s, {}).get(k) != comparable[s][k]
-            )
-            raise ValueError(
-                f"{run_dir} holds results of a different config (differs in {diff}); "
-                "choose another experiment.run_id or output_dir"
-            )
-    tmp = meta.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"run_id": run_dir.name, "config": current}, indent=2))
-    os.replace(tmp, meta)
+def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> RunDirLease:
+    """Lock the run directory for this driver and record its config (hullft.rundir)."""
+    return claim_run_dir(run_dir, config_to_dict(cfg), comparable=row_config)
+
+
+def _check_inputs(cfg: RunConfig) -> None:
+    """Fail on a missing corpus or query path before anything is written."""
+    from hullft.data.readers import resolve_inputs
+
+    resolve_inputs(cfg.data.paths, "train")
+    resolve_inputs(cfg.queries.paths, "test")
 
 
 def ensure_index(cfg: RunConfig) -> Path:

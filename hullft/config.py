@@ -9,6 +9,8 @@ the key and the valid choices, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -32,6 +34,46 @@ def _require(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _require_finite(section: Any, where: str) -> None:
+    """Refuse NaN and ±inf in every float field (and float tuple) of ``section``.
+
+    ``inf`` parses as a float from the command line, and no setting here means
+    "unbounded" by infinity (``null`` does): an infinite learning rate only shows
+    up later as a non-finite loss on every query.
+    """
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(
+                    f"{where}.{f.name} must be a finite number, got {value!r}; "
+                    "use a finite value (or null where the key allows it)"
+                )
+
+
+def _require_path_component(value: str, key: str) -> None:
+    """``value`` names one file or directory inside an output directory.
+
+    Run ids and experiment names become directory names under
+    ``experiment.output_dir`` (and ``bench.report_dir``): a separator, ``..`` or
+    an absolute path would write outside it.
+    """
+    bad = (
+        not value
+        or value in (".", "..")
+        or "/" in value
+        or "\\" in value
+        or "\0" in value
+        or (os.altsep is not None and os.altsep in value)
+    )
+    _require(
+        not bad,
+        f"{key}={value!r} must be a single path component (a name without '/', '\\', "
+        "NUL, and not '.' or '..'): it names a directory inside experiment.output_dir",
+    )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The causal LM that is finetuned and scored."""
@@ -48,6 +90,7 @@ class ModelConfig:
     """Passed to ``from_pretrained`` for hub models that need it."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "model")
         _require(bool(self.name), "model.name must not be empty")
         _require(
             self.max_length is None or self.max_length >= 2,
@@ -72,6 +115,7 @@ class EmbedderConfig:
     """Output dimension of the ``hashing`` embedder (ignored by real encoders)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "embedder")
         _require(self.batch_size >= 1, f"embedder.batch_size must be >= 1, got {self.batch_size}")
         _require(
             self.max_seq_length >= 8,
@@ -100,6 +144,7 @@ class DataConfig:
     """Documents larger than this are skipped and counted as ``too_large``."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "data")
         _require(
             self.sequence_length >= 8,
             f"data.sequence_length must be >= 8, got {self.sequence_length}",
@@ -129,6 +174,7 @@ class QueryConfig:
     """Seed of the stratified draw."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "queries")
         _require(self.per_domain >= 1, f"queries.per_domain must be >= 1, got {self.per_domain}")
         _require(self.min_bytes >= 1, "queries.min_bytes must be >= 1")
         _require(self.max_bytes >= self.min_bytes, "queries.max_bytes must be >= queries.min_bytes")
@@ -173,6 +219,7 @@ class IndexConfig:
     """Documents per build shard (the unit of resumption)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "index")
         for name in (
             "nlist",
             "nprobe",
@@ -209,6 +256,7 @@ class SelectionConfig:
     """SIFT regulariser λ (the HullFT paper ran 0.2)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "selection")
         unknown = [m for m in self.methods if m not in METHODS]
         _require(
             not unknown,
@@ -273,6 +321,7 @@ class FinetuneConfig:
     changes a result (each job is exact), so it is not part of the run id."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "finetune")
         _require(
             self.batch_jobs == "auto"
             or (isinstance(self.batch_jobs, int) and self.batch_jobs >= 1),
@@ -327,6 +376,7 @@ class ClusterConfig:
     """GPUs for a Ray started locally (``None`` = detected; set on CPU to fake logical GPUs)."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "cluster")
         _require(
             self.num_workers is None or self.num_workers >= 1,
             "cluster.num_workers must be >= 1 or null",
@@ -357,9 +407,20 @@ class ExperimentConfig:
     """Results go to ``<output_dir>/<run_id>/``."""
     limit: int | None = None
     """Process at most this many queries (``None`` = all)."""
+    results_part_rows: int = 2000
+    """Result rows buffered before the driver writes them as one Parquet part."""
+    results_part_s: float = 60.0
+    """...or once the oldest buffered row is this many seconds old (checked as rows
+    arrive). A driver killed before a write loses at most this much work, which a
+    rerun recomputes; a completed run's parts are compacted into a few files."""
 
     def __post_init__(self) -> None:
-        _require(bool(self.name), "experiment.name must not be empty")
+        _require_finite(self, "experiment")
+        _require(self.results_part_rows >= 1, "experiment.results_part_rows must be >= 1")
+        _require(self.results_part_s >= 0, "experiment.results_part_s must be >= 0")
+        _require_path_component(self.name, "experiment.name")
+        if self.run_id:  # "" falls back to the derived id, like None
+            _require_path_component(self.run_id, "experiment.run_id")
         _require(self.limit is None or self.limit >= 1, "experiment.limit must be >= 1 or null")
 
 
@@ -386,6 +447,7 @@ class BenchConfig:
     """The report goes to ``<report_dir>/<experiment.name>-<date>/``."""
 
     def __post_init__(self) -> None:
+        _require_finite(self, "bench")
         _require(
             len(self.n_values) >= 1 and all(n >= 1 for n in self.n_values),
             "bench.n_values must be >= 1",

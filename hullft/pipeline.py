@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -264,7 +264,7 @@ ROW_NEUTRAL_KEYS = (("finetune", "batch_jobs"),)
 """Single settings outside those sections that never change a row (likewise)."""
 
 
-def row_config(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+def row_config(config: RunConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config (a RunConfig, or its dict as recorded in run.json) that
     can change a result row, as a plain dict: what the run id hashes and what runs
     resuming one another must agree on."""

@@ -156,3 +156,43 @@ def test_batch_jobs_is_auto_or_a_positive_integer_and_never_changes_the_run_id()
     del old["finetune"]["batch_jobs"]
     assert row_config(old) == row_config(one)
     assert run_id_for(RunConfig(finetune=FinetuneConfig(lr=1e-3))) != run_id_for(RunConfig())
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "experiment.run_id=../../x",
+        "experiment.run_id=/tmp/x",
+        "experiment.run_id=a/b",
+        "experiment.run_id=..",
+        "experiment.name=../../x",
+        "experiment.name=/abs",
+    ],
+)
+def test_run_id_and_name_must_be_one_path_component(override: str) -> None:
+    key = override.split("=", 1)[0]
+    with pytest.raises(ConfigError, match=rf"{key}=.*single path component"):
+        load_config([override])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "finetune.lr=inf",
+        "finetune.lr=nan",
+        "cluster.gpus_per_worker=inf",
+        "finetune.time_budget_s=inf",
+        "selection.sift_lambda=inf",
+        "finetune.betas=[0.9,nan]",
+        "bench.time_budgets_s=[0.0,inf]",
+    ],
+)
+def test_non_finite_numbers_are_refused_with_the_key(override: str) -> None:
+    key = override.split("=", 1)[0]
+    with pytest.raises(ConfigError, match=rf"{key} must be a finite number"):
+        load_config([override])
+
+
+def test_non_finite_refused_on_direct_construction() -> None:
+    with pytest.raises(ConfigError, match=r"finetune\.lr must be a finite number"):
+        FinetuneConfig(lr=float("inf"))

@@ -27,8 +27,8 @@ def _rows(qid: str, methods=("base", "knn")) -> list[ResultRow]:
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    sink = ResultSink(tmp_path)
-    sink.write(_rows("q1"))
+    with ResultSink(tmp_path) as sink:
+        sink.write(_rows("q1"))
     df = read_results(tmp_path)
     assert sorted(df["method"]) == ["base", "knn"]
     assert list(df["support_ids"][0]) == [3, 1] and list(df["support_counts"][0]) == [2, 1]
@@ -36,12 +36,16 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_resume_knows_what_is_done(tmp_path: Path) -> None:
-    ResultSink(tmp_path).write(_rows("q1"))
+    with ResultSink(tmp_path) as sink:
+        sink.write(_rows("q1"))
     again = ResultSink(tmp_path)
     assert again.done == {("q1", "base"), ("q1", "knn")}
     with pytest.raises(DuplicateResultError):
         again.write(_rows("q1", methods=("knn",)))
     again.write(_rows("q2"))
+    with pytest.raises(DuplicateResultError):  # buffered rows count as written too
+        again.write(_rows("q2", methods=("knn",)))
+    again.close()
     assert len(read_results(tmp_path)) == 4
 
 
@@ -51,8 +55,8 @@ def test_duplicate_within_one_write_is_refused(tmp_path: Path) -> None:
 
 
 def test_interrupted_write_leaves_no_result(tmp_path: Path) -> None:
-    sink = ResultSink(tmp_path)
-    sink.write(_rows("q1"))
+    with ResultSink(tmp_path) as sink:
+        sink.write(_rows("q1"))
     # what a driver killed between write and rename leaves behind
     (tmp_path / "results" / ".tmp-part-000001-dead.parquet").write_bytes(b"partial")
     again = ResultSink(tmp_path)
@@ -61,7 +65,7 @@ def test_interrupted_write_leaves_no_result(tmp_path: Path) -> None:
 
 
 def test_hand_copied_part_is_detected(tmp_path: Path) -> None:
-    sink = ResultSink(tmp_path)
+    sink = ResultSink(tmp_path, part_rows=1)
     part = sink.write(_rows("q1"))
     assert part is not None
     (part.parent / "part-999999-copy.parquet").write_bytes(part.read_bytes())
@@ -79,3 +83,180 @@ def test_failure_rows_cover_every_method() -> None:
 
 def test_empty_run_reads_as_empty_frame(tmp_path: Path) -> None:
     assert read_results(tmp_path).empty
+
+
+# ---------------------------------------------------------------------------
+# Rolled-up parts, compaction, crash safety, damaged files.
+
+
+def _keys(df) -> list[tuple[str, str]]:
+    return list(zip(df["query_id"], df["method"], strict=True))
+
+
+def test_many_queries_make_few_files(tmp_path: Path) -> None:
+    sink = ResultSink(tmp_path, part_rows=100, part_seconds=3600)
+    for i in range(500):
+        sink.write(_rows(f"q{i:04d}", methods=("base", "knn", "sift", "hullft")))
+    assert sink.num_files == 20  # 2000 rows / 100 per part, not 500 parts
+    sink.close(compact=True)
+    assert sink.num_files == 1
+    df = read_results(tmp_path)
+    assert len(df) == 2000 and len(set(_keys(df))) == 2000
+    assert ResultSink(tmp_path).done == set(_keys(df))
+
+
+def test_old_buffer_is_written_at_the_next_write(tmp_path: Path) -> None:
+    sink = ResultSink(tmp_path, part_rows=10**6, part_seconds=0)
+    assert sink.write(_rows("q1")) is not None and sink.write(_rows("q2")) is not None
+    assert sink.num_files == 2
+
+
+def test_compaction_streams_into_files_of_bounded_rows(tmp_path: Path) -> None:
+    sink = ResultSink(tmp_path, part_rows=4)
+    for i in range(10):
+        sink.write(_rows(f"q{i}", methods=("a", "b")))
+    sink.flush()
+    files = sink.compact(rows_per_file=8)
+    assert len(files) == 3 and sink.num_files == 3
+    assert sorted(_keys(read_results(tmp_path))) == sorted(
+        (f"q{i}", m) for i in range(10) for m in ("a", "b")
+    )
+
+
+_CRASHER = """
+import os, signal, sys
+import hullft.results as results
+from hullft.results import ResultRow, ResultSink
+
+run_dir, kill_at, compact = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "compact"
+calls = [0]
+real = results._fsync_dir
+
+def fsync_then_maybe_die(path):
+    real(path)
+    calls[0] += 1
+    if calls[0] == kill_at:  # a part is renamed into place, nothing acknowledged yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+results._fsync_dir = fsync_then_maybe_die
+sink = ResultSink(run_dir, part_rows=6, part_seconds=3600)
+for i in range(40):
+    sink.write([ResultRow(run_id="r", query_id=f"q{i:02d}", method=m, domain="d")
+                for m in ("base", "knn", "sift")])
+    print("acknowledged", i, flush=True)
+sink.close(compact=compact)
+print("closed", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "mode"),
+    [(3, "plain"), (20, "plain"), (21, "compact"), (22, "compact")],
+)
+def test_a_driver_killed_between_commit_and_acknowledgement_loses_and_repeats_nothing(
+    tmp_path: Path, kill_at: int, mode: str
+) -> None:
+    """SIGKILL right after a part (or a compacted file) is renamed into place: the
+    rerun finds every committed row once, recomputes only what was never committed,
+    and ends with every row exactly once."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASHER, str(tmp_path), str(kill_at), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert "closed" not in proc.stdout
+    sink = ResultSink(tmp_path, part_rows=6)
+    done = sink.done
+    df = read_results(tmp_path)
+    assert len(_keys(df)) == len(set(_keys(df))) == len(done)
+    # rerun: compute what is not done
+    for i in range(40):
+        todo = [m for m in ("base", "knn", "sift") if (f"q{i:02d}", m) not in done]
+        sink.write(
+            [ResultRow(run_id="r", query_id=f"q{i:02d}", method=m, domain="d") for m in todo]
+        )
+    sink.close(compact=True)
+    df = read_results(tmp_path)
+    assert sorted(_keys(df)) == sorted(
+        (f"q{i:02d}", m) for i in range(40) for m in ("base", "knn", "sift")
+    )
+    assert sink.num_files == 1
+
+
+def test_a_crash_inside_compaction_is_finished_on_open(tmp_path: Path, monkeypatch) -> None:
+    sink = ResultSink(tmp_path, part_rows=2)
+    for i in range(6):
+        sink.write(_rows(f"q{i}"))
+    sink.flush()
+
+    def boom(self: Path, missing_ok: bool = False) -> None:
+        raise OSError("simulated crash before the replaced parts are removed")
+
+    monkeypatch.setattr(Path, "unlink", boom)
+    with pytest.raises(OSError, match="simulated"):
+        sink.compact()
+    monkeypatch.undo()
+    assert sink.num_files == 7  # 6 parts + the committed compacted file
+    again = ResultSink(tmp_path)
+    assert again.num_files == 1
+    df = read_results(tmp_path)
+    assert len(df) == 12 and len(set(_keys(df))) == 12
+
+
+def _flip(data: bytes, pos: int) -> bytes:
+    return data[:pos] + bytes([data[pos] ^ 0x10]) + data[pos + 1 :]
+
+
+def test_a_flipped_bit_never_silently_changes_a_result(tmp_path: Path) -> None:
+    """Page checksums: a flipped bit anywhere in a part either fails to read, naming
+    the file, or leaves every value as it was."""
+    import random
+
+    import pandas as pd
+
+    from hullft.results import ResultFileCorruptError
+
+    rng = random.Random(0)
+    rows = [
+        ResultRow(run_id="r", query_id=f"q{i}", method="knn", domain="d", bpb_after=rng.random())
+        for i in range(50)
+    ]
+    src = tmp_path / "src"
+    with ResultSink(src) as sink:
+        sink.write(rows)
+    (part,) = (src / "results").glob("part-*.parquet")
+    data = part.read_bytes()
+    want = read_results(src)
+    silent = []
+    for pos in range(4, len(data) - 8, 7):
+        run = tmp_path / f"flip{pos}"
+        (run / "results").mkdir(parents=True)
+        (run / "results" / part.name).write_bytes(_flip(data, pos))
+        try:
+            got = read_results(run)
+        except ResultFileCorruptError as exc:
+            assert str(run / "results" / part.name) in str(exc)
+            continue
+        try:
+            pd.testing.assert_frame_equal(got, want)
+        except AssertionError:
+            silent.append(pos)
+    assert not silent, f"flips at {silent[:5]} changed values without an error"
+
+
+def test_a_damaged_part_is_an_error_naming_it(tmp_path: Path) -> None:
+    from hullft.results import ResultFileCorruptError
+
+    with ResultSink(tmp_path) as sink:
+        sink.write(_rows("q1"))
+    (part,) = (tmp_path / "results").glob("part-*.parquet")
+    part.write_bytes(part.read_bytes()[:-30])
+    with pytest.raises(ResultFileCorruptError, match=str(part)):
+        ResultSink(tmp_path)
+    with pytest.raises(ResultFileCorruptError, match="Move it out of results/"):
+        read_results(tmp_path)

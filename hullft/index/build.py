@@ -52,6 +52,7 @@ from hullft.index.manifest import (
     index_identity,
     library_versions,
     read_manifest,
+    rebuild_hint,
     write_manifest,
 )
 
@@ -100,8 +101,12 @@ def build_index(
         if _up_to_date(out, digest, identity, overwrite):  # finished while we waited
             return out
         work = _workdir(out, digest, cfg.index.shard_docs)
-        shards, stats, t_ingest = _ingest(cfg, files, work, embed_fn, progress, on_shard_done)
-        stage = _assemble(cfg, identity, digest, work, shards, stats, use_gpu, progress)
+        try:
+            shards, stats, t_ingest = _ingest(cfg, files, work, embed_fn, progress, on_shard_done)
+            stage = _assemble(cfg, identity, digest, work, shards, stats, use_gpu, progress)
+        except BaseException:
+            _drop_if_nothing_to_resume(work)
+            raise
         build = stage["build"]
         build["seconds"]["ingest_embed"] = round(t_ingest, 3)
         build["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
@@ -123,6 +128,11 @@ def build_index(
 
 def _up_to_date(out: Path, digest: str, identity: dict[str, Any], overwrite: bool) -> bool:
     """True when ``out`` already holds this index; raises when it holds another."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(
+            f"index.dir {out} is an existing file, not a directory; it is left as it "
+            "is. Set index.dir to a new or empty directory (or to an index directory)"
+        )
     if (out / MANIFEST).is_file():
         try:
             manifest = read_manifest(out)
@@ -135,14 +145,29 @@ def _up_to_date(out: Path, digest: str, identity: dict[str, Any], overwrite: boo
         if not overwrite:
             diff = identity_diff(manifest.identity, identity) if manifest else ["format version"]
             raise IndexMismatchError(
-                f"{out} holds an index of a different config ({'; '.join(diff[:4])}); "
-                "pass overwrite=True to replace it, or choose another index.dir"
+                f"{out} holds an index of a different config or of changed inputs "
+                f"({'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''}). " + rebuild_hint(out)
             )
     elif out.is_dir() and any(out.iterdir()):
         raise FileExistsError(
             f"index.dir {out} exists and is not a hullft index; choose an empty or new directory"
         )
     return False
+
+
+def _drop_if_nothing_to_resume(work: Path) -> None:
+    """After a failed build, keep the work directory only if a finished shard in it
+    would spare a rerun some work."""
+    finished = [p for p in (work / "shards").glob("[0-9]*") if not p.name.endswith(".tmp")]
+    if finished:
+        log.warning(
+            "build failed; %d finished shard(s) kept in %s so that a rerun resumes "
+            "(delete that directory to discard them)",
+            len(finished),
+            work,
+        )
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _remove_stale_workdir(out: Path) -> None:
@@ -162,25 +187,41 @@ def _workdir_path(out: Path) -> Path:
 
 @contextlib.contextmanager
 def _build_lock(out: Path) -> Iterator[None]:
-    """An exclusive advisory lock per index; the OS drops it if the process dies."""
+    """An exclusive advisory lock per index; the OS drops it if the process dies.
+
+    The lock file is removed when the build ends. Another process may have opened
+    the file just before it was unlinked and lock the orphaned inode, so a lock
+    only counts once the path still names the inode that was locked.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no concurrent-build protection
         yield
         return
     path = out.parent / f".{out.name}.lock"
-    with open(path, "a+") as fh:
+    while True:
+        fh = open(path, "a+")  # noqa: SIM115 - closed below, after the build
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
+            fh.close()
             raise BuildLockedError(
                 f"another process is building {out} right now (lock {path}); "
                 "wait for it to finish, then rerun"
             ) from exc
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fh.fileno()).st_ino:
+            break
+        fh.close()  # we locked a lock file its owner had just removed: retry
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fh.close()
 
 
 def _workdir(out: Path, digest: str, shard_docs: int) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hullft.config import HASHING_EMBEDDER, EmbedderConfig, IndexConfig, RunConfig
+from hullft.data.fingerprint import DIGEST_NAME, file_digests
 from hullft.data.readers import InputFile, resolve_inputs
 from hullft.index.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from hullft.paths import cache_root, expand
@@ -56,9 +57,15 @@ def index_identity(cfg: RunConfig, files: list[InputFile] | None = None) -> dict
     if files is None:
         files = resolve_inputs(cfg.data.paths, "train")
     d = cfg.data
+    # By content, not only name and size: an in-place edit or another file of the
+    # same name and size must not be served from the old index.
+    digests = file_digests([f.path for f in files])
     return {
         "format_version": FORMAT_VERSION,
-        "inputs": [{"source": f.source, "bytes": f.size} for f in files],
+        "inputs": [
+            {"source": f.source, "bytes": f.size, DIGEST_NAME: digest}
+            for f, digest in zip(files, digests, strict=True)
+        ],
         "data": {
             "domains": sorted(d.domains),
             "max_docs_per_domain": d.max_docs_per_domain,
@@ -180,10 +187,32 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: d}
 
 
-def identity_diff(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """``key: built X, wanted Y`` for every leaf that differs (lists compared whole)."""
-    a, b = _flatten(built), _flatten(wanted)
+def inputs_diff(built: Any, wanted: Any) -> list[str]:
+    """Which input files were added, removed or changed (by size or content)."""
+    have = {e.get("source"): e for e in built or [] if isinstance(e, dict)}
+    want = {e.get("source"): e for e in wanted or [] if isinstance(e, dict)}
     out = []
+    for source in sorted(set(have) | set(want), key=str):
+        a, b = have.get(source), want.get(source)
+        if a is None:
+            out.append(f"input {source} is not in the index")
+        elif b is None:
+            out.append(f"input {source} is in the index but no longer an input")
+        elif DIGEST_NAME not in a:
+            out.append(f"input {source}: the index predates content digests")
+        elif a != b:
+            what = "size" if a.get("bytes") != b.get("bytes") else "content"
+            out.append(f"input {source} changed since the index was built ({what} differs)")
+    return out
+
+
+def identity_diff(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``key: built X, wanted Y`` for every leaf that differs (lists compared whole;
+    input files by name)."""
+    out = inputs_diff(built.get("inputs"), wanted.get("inputs"))
+    a, b = _flatten(built), _flatten(wanted)
+    a.pop("inputs", None)
+    b.pop("inputs", None)
     for key in sorted(set(a) | set(b)):
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             out.append(
@@ -199,8 +228,17 @@ def check_identity(manifest: Manifest, identity: dict[str, Any], where: Path) ->
     diff = identity_diff(manifest.identity, identity)
     shown = "; ".join(diff[:6]) + ("; ..." if len(diff) > 6 else "")
     raise IndexMismatchError(
-        f"the index at {where} was built from a different config ({shown}); rebuild it "
-        "with `hullft index` using this config, or point index.dir elsewhere"
+        f"the index at {where} was built from a different config or from inputs that "
+        f"have changed since ({shown}); it is not used. " + rebuild_hint(where)
+    )
+
+
+def rebuild_hint(where: Path) -> str:
+    """What a user does about an index that does not match the config."""
+    return (
+        f"To rebuild it for this config, remove it (`rm -r {where}`) and run "
+        "`hullft index` with the same overrides; or point index.dir elsewhere. "
+        "(From Python: build_index(cfg, overwrite=True).)"
     )
 
 
