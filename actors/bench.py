@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from actors import ray_session
 from hullft.config import RunConfig
 from hullft.report import format_table, provenance_section
 from hullft.results import BASE_METHOD, read_results
@@ -47,9 +48,7 @@ class _Point:
 
 def run_bench(cfg: RunConfig) -> Path:
     """Run every sweep of ``cfg.bench`` and write the report. Returns its directory."""
-    import ray
-
-    from actors.driver import _connect_ray, run_pipeline
+    from actors.driver import run_pipeline
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.bench.report_dir).expanduser() / f"{cfg.experiment.name}-{stamp}"
@@ -59,7 +58,7 @@ def run_bench(cfg: RunConfig) -> Path:
     base = _with(cfg, experiment={"output_dir": str(out / "runs")})
     b = cfg.bench
     n_max = max(b.n_values)
-    started = _connect_ray(base)
+    session = ray_session.connect(base.cluster)
     points: dict[str, _Point] = {}
 
     def run(label: str, c: RunConfig) -> _Point:
@@ -90,8 +89,7 @@ def run_bench(cfg: RunConfig) -> Path:
         }
         scaling = {w: run(f"workers={w}", _scaling_cfg(base, w)) for w in b.workers}
     finally:
-        if started:
-            ray.shutdown()
+        session.close()
     naive = (
         _naive_comparison(base, sweep_n[n_max]) if b.naive_baseline and b.naive_queries else None
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors import ray_session
 from actors.gpu_worker import ModelWorker
 from actors.index_actor import IndexService
 from actors.policy import Decision, Failure, FailurePolicy, WorkerPlan, plan_workers
@@ -134,16 +135,10 @@ def run_pipeline(
     message = ""
     loop_s = 0.0
     if tasks:
-        started_ray = _connect_ray(cfg)
-        try:
+        with ray_session.session(cfg.cluster):
             t_loop = time.perf_counter()
             message = _process(cfg, index_dir, tasks, state, worker_cls, progress, on_query_done)
             loop_s = time.perf_counter() - t_loop
-        finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
     remaining = _pending_tasks(queries, cfg.selection.methods, sink.done)
     summary = RunSummary(
         run_id=run_id,
@@ -217,43 +212,6 @@ def _pending_tasks(
         if todo or base_todo:
             tasks.append(_Task(query=q, methods=todo, with_base=base_todo))
     return tasks
-
-
-def _connect_ray(cfg: RunConfig) -> bool:
-    """Attach to a cluster or start a local Ray. Returns True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env_vars = {k: os.environ.get(k, "1") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env_vars["TOKENIZERS_PARALLELISM"] = "false"
-    for k in ("HULLFT_CACHE", "XDG_CACHE_HOME"):
-        if k in os.environ:
-            env_vars[k] = os.environ[k]
-    runtime_env = {"env_vars": env_vars}
-    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
-    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
-        # Inside `ray job submit`: the job's runtime env (cluster/runtime_env.yaml)
-        # already applies, and Ray refuses a second one that sets the same keys.
-        log.info("running as a Ray job; attaching to its cluster")
-        ray.init(address=address or "auto", log_to_driver=True)
-        return False
-    if address:
-        log.info("attaching to Ray at %s", address)
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-        return False
-    log.info(
-        "starting a local Ray (num_cpus=%s, num_gpus=%s)",
-        cfg.cluster.num_cpus,
-        cfg.cluster.num_gpus,
-    )
-    ray.init(
-        num_cpus=cfg.cluster.num_cpus,
-        num_gpus=cfg.cluster.num_gpus,
-        include_dashboard=False,
-        runtime_env=runtime_env,
-    )
-    return True
 
 
 def _process(

@@ -23,7 +23,13 @@ METHODS = {"base", "knn", "sift", "hullft"}
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, runtime_env=ray_runtime_env())
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=2,
+        include_dashboard=False,
+        runtime_env=ray_runtime_env(),
+    )
     yield
     ray.shutdown()
 
