@@ -2,7 +2,7 @@
 sweep cut to one or two points (one Ray invocation shared by the tests of this module);
 the report directory holds what the report promises (sections, ratios measured in the
 run, the naive-vs-hullft comparison, plots, ``bench.json``, the runs' results), and a
-CPU-only run says MFU n/a. Also ``actors.bench._on_cuda``, which decides whether an MFU
+CPU-only run says MFU n/a. Also ``hullft.bench_report.on_cuda``, which decides whether an MFU
 figure is computed at all, on small DataFrames."""
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.bench import _on_cuda
+from hullft.bench_report import on_cuda
 from hullft.results import BASE_METHOD, ROW_COLUMNS, read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ["knn", "sift", "hullft"]
 ALL_METHODS = [BASE_METHOD, *METHODS]
 STAGES = ("embed_s", "search_s", "select_s", "finetune_s", "evaluate_s", "reset_s")
+HANG_GUARD_S = 3600
+"""Only so that a hung bench cannot block CI forever; far above any CI job's limit
+on a slow machine, so slowness alone never fails the test."""
 LIMIT = 1
 """Queries per sweep point: each point is dominated by actor start-up, not queries."""
 PLOTS = {
@@ -99,7 +102,9 @@ def bench_run(smoke_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     ]
     env = {**os.environ, "HULLFT_LOG_LEVEL": "WARNING", "RAY_ADDRESS": ""}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     outs = list(report_dir.iterdir())
@@ -154,7 +159,7 @@ def test_bench_writes_report_files_and_per_point_runs(bench_run: BenchRun) -> No
         assert (rows["status"] != "failed").all(), (name, rows["error"].tolist())
         # the workers ran on CPU, so no MFU figure may be estimated from these rows
         assert (rows["device"] == "cpu").all(), (name, rows["device"].tolist())
-        assert not _on_cuda(rows)
+        assert not on_cuda(rows)
     print(f"\nhullft bench subprocess: {bench_run.wall_s:.1f} s")
 
 
@@ -266,7 +271,7 @@ def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun
 
 
 # ---------------------------------------------------------------------------
-# _on_cuda
+# on_cuda
 
 
 @pytest.mark.parametrize(
@@ -283,12 +288,12 @@ def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun
 )
 def test_on_cuda_only_when_every_row_ran_on_cuda(devices: list[Any], expected: bool) -> None:
     rows = pd.DataFrame({"method": ["knn"] * len(devices), "device": devices})
-    assert _on_cuda(rows) is expected
+    assert on_cuda(rows) is expected
 
 
 def test_on_cuda_is_false_for_no_rows() -> None:
-    assert _on_cuda(pd.DataFrame(columns=list(ROW_COLUMNS))) is False  # what read_results gives
-    assert _on_cuda(pd.DataFrame({"device": pd.Series([], dtype=str)})) is False
+    assert on_cuda(pd.DataFrame(columns=list(ROW_COLUMNS))) is False  # what read_results gives
+    assert on_cuda(pd.DataFrame({"device": pd.Series([], dtype=str)})) is False
 
 
 def test_on_cuda_is_false_when_older_parts_lack_the_device() -> None:
@@ -297,6 +302,6 @@ def test_on_cuda_is_false_when_older_parts_lack_the_device() -> None:
     new = pd.DataFrame({"query_id": ["q1"], "method": ["knn"], "device": ["cuda:0"]})
     rows = pd.concat([old, new], ignore_index=True)
     assert rows["device"].isna().sum() == 1
-    assert _on_cuda(rows) is False
+    assert on_cuda(rows) is False
     # and rows from older parts alone have no device column at all
-    assert _on_cuda(old) is False
+    assert on_cuda(old) is False
