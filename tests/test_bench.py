@@ -31,8 +31,9 @@ METHODS = ["knn", "sift", "hullft"]
 ALL_METHODS = [BASE_METHOD, *METHODS]
 STAGES = ("embed_s", "search_s", "select_s", "finetune_s", "evaluate_s", "reset_s")
 HANG_GUARD_S = 3600
-"""Only so that a hung bench cannot block CI forever; far above any CI job's limit
-on a slow machine, so slowness alone never fails the test."""
+"""Only so that a hung bench cannot block CI forever: the subprocess limit, and the
+pytest timeout of the tests that run it (the project default, 600 s, would fail
+a slow machine)."""
 LIMIT = 1
 """Queries per sweep point: each point is dominated by actor start-up, not queries."""
 PLOTS = {
@@ -135,6 +136,7 @@ def _table(report: str, heading: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(HANG_GUARD_S)
 def test_bench_writes_report_files_and_per_point_runs(bench_run: BenchRun) -> None:
     out = bench_run.out
     assert f"benchmark report: {out / 'report.md'}" in bench_run.stdout
@@ -164,6 +166,7 @@ def test_bench_writes_report_files_and_per_point_runs(bench_run: BenchRun) -> No
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(HANG_GUARD_S)
 def test_bench_json_holds_finite_figures_and_consistent_ratios(bench_run: BenchRun) -> None:
     fig = bench_run.figures
     assert fig["n_max"] == 2 and fig["methods"] == METHODS
@@ -225,6 +228,7 @@ def test_bench_json_holds_finite_figures_and_consistent_ratios(bench_run: BenchR
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(HANG_GUARD_S)
 def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun) -> None:
     report, fig = bench_run.report, bench_run.figures
     assert report.startswith("# hullft benchmark `smoke`\n")

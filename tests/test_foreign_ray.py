@@ -24,11 +24,12 @@ import pytest
 
 from hullft.results import read_results
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(2 * 1800 + 600)]
 ROOT = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).parent / "ray"
 HANG_GUARD_S = 1800
-"""Only so that a regression (a run hanging on the dead head) cannot block CI forever."""
+"""Only so that a regression (a run hanging on the dead head) cannot block CI forever;
+the tests' pytest timeout is raised to match (two runs and a head start)."""
 
 
 def _free_port() -> int:
