@@ -38,13 +38,6 @@ class AlwaysOOM(ModelWorker):
         return super().run_batch(work, *selections)
 
 
-class Stoppable(ModelWorker):
-    """Tells its process id, so that a test can SIGSTOP it."""
-
-    def pid(self) -> int:
-        return os.getpid()
-
-
 class BatchOf(ModelWorker):
     """Reports a batch size of ``B`` (its engine still runs the jobs one by one,
     exactly) and tags each row's worker id with the number of queries in its call."""

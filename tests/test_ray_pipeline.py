@@ -17,7 +17,7 @@ from actors.driver import ACTOR_NAMESPACE, run_pipeline, worker_actor_name
 from hullft.pipeline import run_id_for, run_local
 from hullft.results import read_results
 from tests.conftest import ray_runtime_env, smoke_config
-from tests.fault_workers import AlwaysOOM, BatchOf, CrashOnFirstAttempt, Stoppable
+from tests.fault_workers import AlwaysOOM, BatchOf, CrashOnFirstAttempt
 
 pytestmark = pytest.mark.ray
 METHODS = {"base", "knn", "sift", "hullft"}
@@ -189,13 +189,11 @@ def test_hung_worker_is_killed_replaced_and_its_query_retried(
     def stop_w0_once(query_id: str) -> None:
         if not stopped:
             w0 = ray.get_actor(worker_actor_name(run_id_for(cfg), "w0"), namespace=ACTOR_NAMESPACE)
-            stopped.append(ray.get(w0.pid.remote()))
+            stopped.append(ray.get(w0.__ray_call__.remote(lambda self: os.getpid())))
             os.kill(stopped[0], signal.SIGSTOP)  # the worker is idle now: its next query hangs
 
     try:
-        summary = run_pipeline(
-            cfg, progress=False, worker_cls=Stoppable, on_query_done=stop_w0_once
-        )
+        summary = run_pipeline(cfg, progress=False, on_query_done=stop_w0_once)
     finally:
         if stopped:  # never leave a stopped process behind, whatever happened
             with contextlib.suppress(ProcessLookupError):
@@ -226,7 +224,8 @@ def test_selector_killed_mid_run_costs_no_query_an_attempt(
     def kill_selector_once(query_id: str) -> None:
         if not killed:
             selector = ray.get_actor(f"{run_id_for(cfg)}/selector0", namespace=ACTOR_NAMESPACE)
-            ray.kill(selector, no_restart=False)  # a crash: Ray restarts it
+            pid = ray.get(selector.__ray_call__.remote(lambda self: os.getpid()))
+            os.kill(pid, signal.SIGKILL)  # a crash Ray learns of late: it restarts it
             killed.append(query_id)
 
     summary = run_pipeline(cfg, progress=False, on_query_done=kill_selector_once)
