@@ -269,7 +269,7 @@ def _worker_factory(
     worker_cls: type,
     run_id: str,
     idle: list[Any],
-) -> Callable[[str], tuple[Any, Any]]:
+) -> Callable[[str], Any]:
     import ray
 
     remote_cls: Any = ray.remote(num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=0)(
@@ -277,7 +277,7 @@ def _worker_factory(
     )
     threads = max(1, int(plan.num_cpus)) if plan.num_gpus == 0 else None
 
-    def spawn(worker_id: str) -> tuple[Any, Any]:
+    def spawn(worker_id: str) -> Any:
         if idle:  # built for the same model, finetuning and plan by an earlier run
             actor = idle.pop(0)
         else:
@@ -286,7 +286,6 @@ def _worker_factory(
             actor = remote_cls.options(
                 name=worker_actor_name(run_id, worker_id), namespace=ACTOR_NAMESPACE
             ).remote(str(index_dir), cfg.model, cfg.finetune, worker_id, threads)
-        # prepare() builds the model (once) and reports the worker's batch size
-        return actor, actor.prepare.remote()
+        return actor
 
     return spawn

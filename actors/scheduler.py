@@ -5,6 +5,7 @@ the calls in flight and the workers. Each turn of :meth:`Scheduler.run` submits
 what can be submitted, checks the clocks (backoff, hung workers, start-up), waits
 for one Ray result and hands it to its handler:
 
+- :meth:`on_worker_up` — a worker's process started (it was placed);
 - :meth:`on_worker_ready` — a worker built its model and reported its batch size;
 - :meth:`on_search_done` — an index actor returned candidates for a batch;
 - :meth:`on_work_done` — a worker returned the rows of a call (or its error);
@@ -17,6 +18,7 @@ many queries, whether a worker is hung) is a pure function of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -46,7 +48,8 @@ log = logging.getLogger(__name__)
 SEARCH_BATCH = 16
 """Queries per IndexActor.search call."""
 WORKER_START_TIMEOUT_S = 600.0
-"""How long to wait for at least one worker to be ready before giving up."""
+"""How long to wait for at least one worker to be placed (its process started)
+before giving up; building the model after that has no limit."""
 WAIT_S = 5.0
 """Longest single wait for a Ray result (the clocks are checked in between)."""
 
@@ -83,8 +86,11 @@ class Call:
 class Worker:
     actor: Any
     worker_id: str
+    ping_ref: Any
+    """Answers as soon as the actor is up (placed, its process started)."""
     ready_ref: Any
-    """The worker's ``prepare()`` result, until it arrives."""
+    """The worker's ``prepare()`` result (its model built), until it arrives."""
+    scheduled: bool = False
     info: WorkerInfo | None = None
     alive: bool = True
     calls: deque[Call] = field(default_factory=deque)
@@ -117,8 +123,8 @@ class Actors:
 
     index: list[Any]
     selectors: list[Any]
-    spawn: Callable[[str], tuple[Any, Any]]
-    """``spawn(worker_id) -> (actor, ready_ref)``."""
+    spawn: Callable[[str], Any]
+    """``spawn(worker_id) -> actor`` (new, or kept from an earlier run)."""
     num_workers: int
     selection_cfg: Any = None
     """Passed to every ``select`` call (a reused selector may have been built for
@@ -185,13 +191,16 @@ class Scheduler:
 
     def _wait_one(self) -> None:
         pending = {w.ready_ref: w for w in self.workers if w.alive and not w.ready}
-        waitable = [*self.searches, *self.calls, *pending]
+        pings = {w.ping_ref: w for w in self.workers if w.alive and not w.scheduled}
+        waitable = [*self.searches, *self.calls, *pings, *pending]
         if not waitable:
             time.sleep(min(WAIT_S, self._next_clock()))
             return
         done, _ = self.ray.wait(waitable, num_returns=1, timeout=min(WAIT_S, self._next_clock()))
         for ref in done:
-            if ref in pending:
+            if ref in pings:
+                self.on_worker_up(pings[ref], ref)
+            elif ref in pending:
                 self.on_worker_ready(pending[ref], ref)
             elif ref in self.searches:
                 self.on_search_done(ref)
@@ -205,6 +214,13 @@ class Scheduler:
         return max(0.05, min([WAIT_S, *due]))
 
     # -------------------------------------------------------------- handlers
+
+    def on_worker_up(self, w: Worker, ref: Any) -> None:
+        # If the actor failed, its prepare() fails as well: on_worker_ready reports
+        # and replaces it.
+        with contextlib.suppress(ray.exceptions.RayError):
+            self.ray.get(ref)
+        w.scheduled = True
 
     def on_worker_ready(self, w: Worker, ref: Any) -> None:
         try:
@@ -389,8 +405,12 @@ class Scheduler:
     # --------------------------------------------------------------- workers
 
     def _start_worker(self, worker_id: str) -> None:
-        actor, ready_ref = self.actors.spawn(worker_id)
-        self.workers.append(Worker(actor, worker_id, ready_ref))
+        actor = self.actors.spawn(worker_id)
+        # An actor runs its calls in order: ping answers once it is up, prepare
+        # once its model is built.
+        self.workers.append(
+            Worker(actor, worker_id, ping_ref=actor.ping.remote(), ready_ref=actor.prepare.remote())
+        )
 
     def _lose_worker(self, w: Worker, how: str, *, running_failed: bool) -> None:
         """``w`` died or hung. Its running call (when still in ``w.calls``, i.e.
@@ -442,10 +462,10 @@ class Scheduler:
         live = [w for w in self.workers if w.alive]
         if not live:
             return "every model worker died and no replacement could be started"
-        started = any(w.ready for w in live)
-        if not started and time.monotonic() - self._t0 > WORKER_START_TIMEOUT_S:
+        placed = any(w.scheduled or w.ready for w in live)
+        if not placed and time.monotonic() - self._t0 > WORKER_START_TIMEOUT_S:
             return (
-                f"no model worker was ready within {WORKER_START_TIMEOUT_S:.0f}s; "
+                f"no model worker could be placed within {WORKER_START_TIMEOUT_S:.0f}s; "
                 "check `ray status` for free GPUs/CPUs"
             )
         return ""

@@ -104,6 +104,9 @@ class Worker:
         self.run_batch = Method(
             self._run_batch, lambda work, *s: hang(worker_id, [w.cands.query_id for w in work])
         )
+        self.ping = Method(lambda: worker_id)
+        self.prepare = Method(lambda: self.info)
+        self.info = WorkerInfo(worker_id, f"id-{worker_id}", 1, "cpu")
 
     def _run_batch(self, work: list[QueryWork], *sels: Any) -> Any:
         self.calls.append([w.cands.query_id for w in work])
@@ -139,11 +142,11 @@ def _run(
 ) -> tuple[Scheduler, Sink, FakeRay, list[Worker]]:
     workers: list[Worker] = []
 
-    def spawn(worker_id: str) -> tuple[Any, Any]:
+    def spawn(worker_id: str) -> Worker:
         w = Worker(worker_id, behave, hang)
+        w.info = WorkerInfo(worker_id, f"id-{worker_id}", batch_size, "cpu")
         workers.append(w)
-        info = WorkerInfo(worker_id, f"id-{worker_id}", batch_size, "cpu")
-        return w, Ref(lambda: info)
+        return w
 
     index = SimpleNamespace(search=Method(lambda qs, k: [_cands(q) for q in qs]))
     selector = SimpleNamespace(
@@ -265,10 +268,10 @@ def test_no_worker_left_stops_with_a_reason() -> None:
 
     workers: list[Worker] = []
 
-    def spawn(worker_id: str) -> tuple[Any, Any]:
+    def spawn(worker_id: str) -> Worker:
         w = Worker(worker_id, always_die)
         workers.append(w)
-        return w, Ref(lambda: WorkerInfo(worker_id, f"id-{worker_id}", 1, "cpu"))
+        return w
 
     index = SimpleNamespace(search=Method(lambda qs, k: [_cands(q) for q in qs]))
     selector = SimpleNamespace(select=Method(lambda c, m, cfg: [(x,) for x in m]))
