@@ -1,4 +1,5 @@
-# hullft — the two commands a newcomer needs are `make demo` and `make test`.
+# hullft — the two commands a newcomer needs are `make demo` and `make test`
+# (`make test-fast`: the unit tests alone, while you work).
 # Both create (or refresh) .venv and install everything into it first.
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint typecheck pytest venv bench clean-venv
+.PHONY: demo test test-fast lint typecheck pytest venv bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The unit tier: everything but the `integration` tests (Ray, a built index,
+# subprocess CLIs, wheel builds; tests/conftest.py marks them), the `slow` and `gpu` ones.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration and not slow and not gpu"
 
 bench: $(STAMP)
 	$(BIN)/hullft bench

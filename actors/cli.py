@@ -1,7 +1,10 @@
 """The ``hullft`` command: ``hullft {run,demo,index,bench,config} [hydra overrides]``.
 
-Hydra composes ``configs/`` with the overrides; the result is converted once, here,
-into the typed :class:`hullft.config.RunConfig` that everything else receives.
+Hydra composes the YAML configs shipped inside the package (``hullft/configs/``, or
+``$HULLFT_CONFIG_DIR``) with the overrides; the result is converted once, here, into
+the typed :class:`hullft.config.RunConfig` that everything else receives.
+``hullft run -m`` sweeps (:mod:`actors.sweep`); ``--help`` lists the config groups
+and settings (:mod:`actors.config_help`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from hullft.config import ConfigError, RunConfig, build_config, config_to_dict
+from actors.compose import IMPLIED_EXPERIMENT, config_dir, load_config
+from hullft.config import ConfigError, config_to_dict
 from hullft.results import DuplicateResultError
 
 log = logging.getLogger("hullft")
@@ -26,64 +28,6 @@ COMMANDS = {
     "bench": "throughput/quality benchmark sweeps and a report",
     "config": "print the resolved configuration and exit",
 }
-# Subcommands that imply an experiment unless the user picks one.
-_IMPLIED_EXPERIMENT = {"demo": "demo", "bench": "bench"}
-
-
-def config_dir() -> Path:
-    """``$HULLFT_CONFIG_DIR`` or the repository's ``configs/``."""
-    env = os.environ.get("HULLFT_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
-    if not (path / "config.yaml").is_file():
-        raise ConfigError(
-            f"no config.yaml in {path}; run hullft from a checkout of the repository "
-            "or set HULLFT_CONFIG_DIR to its configs/ folder"
-        )
-    return path
-
-
-def load_config(overrides: Sequence[str] = (), command: str = "run") -> RunConfig:
-    """Compose ``configs/`` with Hydra ``overrides`` into a validated RunConfig."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    overrides = list(overrides)
-    implied = _IMPLIED_EXPERIMENT.get(command)
-    if implied and not any(o.split("=", 1)[0].lstrip("+~") == "experiment" for o in overrides):
-        overrides.insert(0, f"experiment={implied}")
-
-    # Defaults live in the dataclasses only; Hydra sees them as the base layer,
-    # so every real key exists and a misspelt override is refused by Hydra itself.
-    ConfigStore.instance().store(name="hullft_defaults", node=config_to_dict(RunConfig()))
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            composed = compose("config", overrides=overrides)
-        plain: Any = OmegaConf.to_container(composed, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_explain_hydra_error(str(exc))) from exc
-    return build_config(RunConfig, plain)
-
-
-def _explain_hydra_error(msg: str) -> str:
-    """Trim Hydra's message and add the valid keys to its 'not in struct' error."""
-    import re
-
-    msg = msg.split("\nConfig search path:")[0].strip()
-    match = re.search(r"Could not override '([\w.]+)'", msg)
-    if not match:
-        return msg
-    key = match.group(1)
-    node: Any = config_to_dict(RunConfig())
-    for part in key.split(".")[:-1]:
-        if not isinstance(node, dict) or part not in node:
-            node = None
-            break
-        node = node[part]
-    valid = sorted(node) if isinstance(node, dict) else sorted(config_to_dict(RunConfig()))
-    return f"unknown config key {key!r}; valid keys here: {valid}"
 
 
 def _setup_logging() -> None:
@@ -108,20 +52,61 @@ def _setup_logging() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hullft",
         description="Ray-distributed test-time finetuning with HullFT selection.",
         epilog="Overrides use Hydra syntax, e.g. `hullft run model=tiny selection.n=20`. "
-        "Config groups live in configs/.",
+        "`hullft COMMAND --help` lists the config groups, their options and the settings "
+        "changed most; they live in hullft/configs/ (or $HULLFT_CONFIG_DIR).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("overrides", nargs="*", help="Hydra overrides (key=value, group=option)")
-    args = parser.parse_args(argv)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_config_epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == "run":
+            p.add_argument(
+                "-m",
+                "--multirun",
+                action="store_true",
+                help="sweep: one run per combination of comma-separated values, "
+                "range(start,stop[,step]) or group options, then one summary",
+            )
+        p.add_argument(
+            "overrides", nargs="*", help="Hydra overrides (key=value, group=option); see below"
+        )
+    return parser
+
+
+def _config_epilog(command: str) -> str:
+    from actors.config_help import config_help
+
+    try:
+        return config_help(config_dir(), command, IMPLIED_EXPERIMENT.get(command))
+    except (ConfigError, OSError) as exc:
+        return f"(config groups unavailable: {exc})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    # Overrides may follow -m (`hullft run -m a=1,2 b=3`): argparse leaves the ones
+    # after a flag unparsed, so they are taken back here, in order.
+    args, rest = parser.parse_known_args(argv)
+    flags = [r for r in rest if r.startswith("-")]
+    if {"-m", "--multirun"} & set(flags):
+        parser.error(f"-m/--multirun sweeps `hullft run` only, not `hullft {args.command}`")
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.overrides = [*args.overrides, *rest]
     _setup_logging()
 
+    if getattr(args, "multirun", False):
+        return _multirun(args.command, args.overrides)
     try:
         cfg = load_config(args.overrides, command=args.command)
     except ConfigError as exc:
@@ -160,6 +145,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _multirun(command: str, overrides: Sequence[str]) -> int:
+    from actors.sweep import run_sweep
+
+    try:
+        result = run_sweep(overrides, command=command)
+    except ConfigError as exc:
+        print(f"hullft: config error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ModuleNotFoundError, ValueError, DuplicateResultError) as exc:
+        print(f"hullft {command} -m: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if result.complete else 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 
 import ray
 
+from actors import metrics
 from actors.gpu_worker import QueryWork, WorkerInfo
 from actors.policy import (
     Action,
@@ -102,6 +103,11 @@ class Worker:
     @property
     def ready(self) -> bool:
         return self.info is not None
+
+    @property
+    def jobs_in_flight(self) -> int:
+        """Queries in the calls this worker holds."""
+        return sum(len(c.tasks) for c in self.calls)
 
     @property
     def batch_size(self) -> int:
@@ -244,11 +250,13 @@ class Scheduler:
         try:
             results = self.ray.get(ref)
         except ray.exceptions.RayError as exc:
+            metrics.record_search_failed()
             kind, failed_id = _error_facts(exc)
             failure = classify(kind, failed_id, None, callee_restarts=True)
             for task in batch:
                 self._failed(task, failure, f"retrieval failed: {exc}", call_size=1)
             return
+        metrics.record_search(results)
         for task, cands in zip(batch, results, strict=True):
             task.cands = cands
             self.ready.append(task)
@@ -258,6 +266,7 @@ class Scheduler:
         w = call.worker
         running = w.calls[0] is call  # else it failed before it ran (its arguments)
         w.calls.remove(call)
+        metrics.set_in_flight(w.worker_id, w.jobs_in_flight)
         if running:
             w.busy_since = time.monotonic()
         try:
@@ -346,11 +355,13 @@ class Scheduler:
         call = Call(ref, tasks, w)
         w.calls.append(call)
         self.calls[ref] = call
+        metrics.set_in_flight(w.worker_id, w.jobs_in_flight)
 
     # -------------------------------------------------------------- outcomes
 
-    def _finish(self, task: Task, rows: list[ResultRow]) -> None:
+    def _finish(self, task: Task, rows: list[ResultRow], failed: bool = False) -> None:
         self.sink.write(rows)
+        metrics.record_rows(rows, failed=failed)
         c = self.counters
         c.rows_written += len(rows)
         c.failed_rows += sum(r.status == STATUS_FAILED for r in rows)
@@ -389,9 +400,10 @@ class Scheduler:
                 k=self.k,
                 n=self.n,
             )
-            self._finish(task, rows)
+            self._finish(task, rows, failed=True)
             return
         self.counters.retried.add(task.query.query_id)
+        metrics.record_retry(failure.value)
         task.retries += 1
         if decision.counts:
             task.attempt += 1
@@ -419,6 +431,7 @@ class Scheduler:
         w.alive = False
         calls = list(w.calls)
         w.calls.clear()
+        metrics.set_in_flight(w.worker_id, 0)
         for call in calls:
             self.calls.pop(call.ref, None)
         log.warning(
@@ -446,6 +459,7 @@ class Scheduler:
     def _replace(self, w: Worker) -> None:
         if self.counters.replaced < self.max_replacements:
             self.counters.replaced += 1
+            metrics.record_worker_replaced()
             self._start_worker(f"w{len(self.workers)}")
 
     def _check_hung(self) -> None:

@@ -1,4 +1,4 @@
-"""Selection speed: milliseconds per query, ratios to the baselines, batched throughput.
+"""Selection speed: milliseconds per query and ratios to the baselines.
 
     .venv/bin/python benchmarks/bench_selection.py            # full run (~2 minutes)
     .venv/bin/python benchmarks/bench_selection.py --quick    # fewer pools and repeats (~40 s)
@@ -13,12 +13,11 @@ synthetic retrieval pools, median over the pools):
 
 - every registered method through ``hullft.selection.select``;
 - the naive transcription of Frank–Wolfe + integerization from
-  ``tests/test_selection_oracle.py`` (numpy, no Gram tricks) -> ratio to ``hullft``;
+  :mod:`hullft.selection.oracle` (numpy, no Gram tricks; the oracle tests check the
+  fast code against the same functions) -> ratio to ``hullft``;
 - activeft 0.1.1 ``Retriever(IndexFlatIP over the pool, fast=False).search`` -> ratio
-  to ``sift`` (same lambda, same pools);
+  to ``sift`` (same lambda, same pools).
 
-then ``select_batch`` throughput (queries/s) at B = 256: the vectorised path forced on
-the CPU, the per-query loop, and what the default picks.
 Pools are float32 (what faiss and most encoders hand over) unless ``--dtype`` says
 otherwise; conversion to float64 is part of every timing.
 """
@@ -32,7 +31,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"  # before numpy is imported
 
 import argparse
-import importlib.util
 import platform
 import statistics
 import sys
@@ -48,23 +46,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hullft.config import METHOD_NAMES, SelectionConfig
-from hullft.selection import select, select_batch
+from hullft.config import SelectionConfig
+from hullft.selection import METHODS, select
 from hullft.selection.fw import run_frank_wolfe
 from hullft.selection.integerization import integerize_problem, support_gram
+from hullft.selection.oracle import naive_frank_wolfe, naive_integerize
 from hullft.selection.problem import Gram, prepare
 
 K = 200
-
-
-def load_oracle() -> Any:
-    """The naive transcriptions live with the oracle tests; load that module by path."""
-    path = ROOT / "tests" / "test_selection_oracle.py"
-    spec = importlib.util.spec_from_file_location("selection_oracle", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+METHOD_NAMES = tuple(METHODS)
 
 
 def retrieval_pools(
@@ -145,13 +135,10 @@ def main() -> None:
     parser.add_argument("--pools", type=int, default=None, help="distinct pools per setting")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
-    parser.add_argument("--batch", type=int, default=256, help="B for select_batch")
     parser.add_argument("--no-baselines", action="store_true", help="skip naive and activeft")
-    parser.add_argument("--no-batch", action="store_true", help="skip the batched table")
     args = parser.parse_args()
     n_pools = args.pools or (8 if args.quick else 24)
     repeats = args.repeats or (2 if args.quick else 5)
-    runs = 1 if args.quick else 2
     base_pools = max(2, n_pools // 4)
     base_repeats = min(repeats, 3)
 
@@ -170,7 +157,6 @@ def main() -> None:
     except (ImportError, RuntimeError):
         pass
 
-    oracle = None if args.no_baselines else load_oracle()
     print("# hullft selection benchmark")
     print(f"command : {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine : {platform.processor() or platform.machine()}, {_cpu_name()}")
@@ -202,11 +188,11 @@ def main() -> None:
             if (d, n) == (1024, 50):
                 headline = ms
             naive = act = None
-            if oracle is not None:
+            if not args.no_baselines:
 
                 def naive_fw_int(X: np.ndarray, t: np.ndarray, n: int = n) -> Any:
-                    rows, w = oracle.naive_frank_wolfe(X, t, n)
-                    return oracle.naive_integerize(X, t, rows, w, n)
+                    rows, w = naive_frank_wolfe(X, t, n)
+                    return naive_integerize(X, t, rows, w, n)
 
                 naive = time_per_query(naive_fw_int, pools[:base_pools], base_repeats)
                 search = activeft_search(cfg.sift_lambda, n)
@@ -228,37 +214,6 @@ def main() -> None:
         )
         if 1024 in args.dims and 50 in args.ns:
             print_breakdown(retrieval_pools(n_pools, 1024, args.dtype, seed=1024), repeats)
-    if args.no_batch or torch is None:
-        return
-
-    print()
-    B = args.batch
-    print(
-        f"batched throughput, queries/s at B={B}: vectorised (select_batch, vectorised=True, "
-        "on the CPU) / per-query loop (select) ; * = what select_batch picks by default"
-    )
-    header = f"{'d':>5} {'N':>3} | " + " ".join(f"{m:>18}" for m in METHOD_NAMES)
-    print(header)
-    print("-" * len(header))
-    from hullft.selection.batch import vectorise_on_cpu
-
-    for d in args.dims:
-        pools = retrieval_pools(B, d, args.dtype, seed=10_000 + d)
-        P = np.stack([p[0] for p in pools])
-        Q = np.stack([p[1] for p in pools])
-        for n in args.ns:
-            cfg = SelectionConfig(methods=METHOD_NAMES, n=n, k=K)
-            cells = []
-            for m in METHOD_NAMES:
-                select_batch(m, P[:4], Q[:4], cfg, vectorised=True)  # warm-up
-                vec = _best_of(partial(select_batch, m, P, Q, cfg, vectorised=True), runs)
-                loop = _best_of(partial(select_batch, m, P, Q, cfg, vectorised=False), runs)
-                default_vec = vectorise_on_cpu(m, K, n)
-                cells.append(
-                    f"{B / vec:>6.0f}{'*' if default_vec else ' '}/"
-                    f"{B / loop:>6.0f}{' ' if default_vec else '*'}"
-                )
-            print(f"{d:>5} {n:>3} | " + " ".join(f"{c:>18}" for c in cells), flush=True)
     print()
     print(
         f"load average at the end: {os.getloadavg()[0]:.1f} (this machine: {os.cpu_count()} cores)"
@@ -305,15 +260,6 @@ def print_breakdown(pools: list[tuple[np.ndarray, np.ndarray]], repeats: int) ->
 
 def _select(method: str, cfg: SelectionConfig, X: np.ndarray, t: np.ndarray) -> Any:
     return select(method, X, t, cfg)
-
-
-def _best_of(fn: Callable[[], Any], runs: int) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = clock()
-        fn()
-        best = min(best, clock() - start)
-    return best
 
 
 def _cpu_name() -> str:

@@ -4,7 +4,7 @@ Public API (heavy dependencies are imported by the submodules that need them):
 
 - configs: :mod:`hullft.config` (``RunConfig`` and one frozen dataclass per stage);
 - selection: :mod:`hullft.selection` (``knn``, ``frank_wolfe``, ``integerize``,
-  ``hullft_select``, ``sift``, ``select``, ``select_batch``, ``Selection``);
+  ``hullft_select``, ``sift``, ``select``, ``Selection``);
 - finetuning and scoring: :mod:`hullft.ttft` (``TTFTEngine``) and
   :mod:`hullft.bpb` (``bits_per_byte``);
 - data and retrieval: :mod:`hullft.data`, :mod:`hullft.embedder`, :mod:`hullft.index`;
@@ -23,7 +23,6 @@ from hullft.selection import (
     integerize,
     knn,
     select,
-    select_batch,
     sift,
 )
 
@@ -39,6 +38,5 @@ __all__ = [
     "integerize",
     "knn",
     "select",
-    "select_batch",
     "sift",
 ]

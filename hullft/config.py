@@ -1,9 +1,9 @@
 """Typed configuration: one frozen dataclass per stage, every field defaulted.
 
-Hydra (in ``actors/cli.py``) composes YAML from ``configs/`` and hands a plain
-dict to :func:`build_config`; nothing below ever sees a ``DictConfig``.  Unknown
-keys and wrong types are errors that name the key and the valid choices, so a
-typo never silently falls back to a default.
+Hydra (in ``actors/cli.py``) composes the YAML in ``hullft/configs/`` (package data:
+nothing in hullft reads it) and hands a plain dict to :func:`build_config`; nothing
+below ever sees a ``DictConfig``. Unknown keys and wrong types are errors that name
+the key and the valid choices, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from hullft.selection.registry import METHODS
 
 EMBEDDED_MODEL = "smollm2-135m"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
@@ -187,15 +189,13 @@ class IndexConfig:
         _require(self.shard_docs >= 1, "index.shard_docs must be >= 1")
 
 
-METHOD_NAMES = ("knn", "sift", "hullft", "hullft_fw", "hullft_round")
-
-
 @dataclass(frozen=True)
 class SelectionConfig:
     """Support selection from the K retrieved candidates."""
 
     methods: tuple[str, ...] = ("knn", "sift", "hullft")
-    """Methods to run per query (``base``, no finetuning, is always scored)."""
+    """Methods to run per query, keys of :data:`hullft.selection.METHODS` (``base``, no
+    finetuning, is always scored)."""
     k: int = 200
     """Candidates retrieved per query."""
     n: int = 50
@@ -210,10 +210,10 @@ class SelectionConfig:
     """SIFT regulariser λ (the HullFT paper ran 0.2)."""
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        unknown = [m for m in self.methods if m not in METHODS]
         _require(
             not unknown,
-            f"selection.methods has unknown {unknown}; choose from {list(METHOD_NAMES)}",
+            f"selection.methods has unknown {unknown}; choose from {list(METHODS)}",
         )
         _require(len(set(self.methods)) == len(self.methods), "selection.methods has duplicates")
         _require(self.k >= 1, f"selection.k must be >= 1, got {self.k}")

@@ -40,6 +40,33 @@ def smoke_config(index_dir: Path, output_dir: Path, overrides: Sequence[str] = (
     )
 
 
+# Whole-program tests by module: they run the CLI or a Ray job in subprocesses, build
+# and kill index builds, or build a wheel; and single tests that compile a model.
+# Everything else that starts Ray (marker `ray`) or needs the session's index
+# (`smoke_index_dir`) is found without a list.
+INTEGRATION_MODULES = {
+    "test_bench",
+    "test_entrypoint",
+    "test_index_build",
+    "test_job_submit",
+    "test_packaging",
+}
+INTEGRATION_TESTS = {"test_compiled_training_step_follows_the_plain_loop_and_compiles_once"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the integration tier; `make test-fast` runs the rest (the unit tests)."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if (
+            module in INTEGRATION_MODULES
+            or getattr(item, "originalname", item.name) in INTEGRATION_TESTS
+            or item.get_closest_marker("ray")
+            or "smoke_index_dir" in getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.integration)
+
+
 def ray_runtime_env() -> dict:
     """Lets Ray workers import tests/fault_workers.py (fault-injecting workers)."""
     tests_dir = str(Path(__file__).resolve().parent)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from actors.gpu_worker import ModelWorker, QueryWork
@@ -52,3 +54,25 @@ class BatchOf(ModelWorker):
         rows = super().run_batch(work, *selections)
         tag = f":{len(work)}"
         return [[dataclasses.replace(r, worker_id=r.worker_id + tag) for r in rs] for rs in rows]
+
+
+
+class StallOnNode(ModelWorker):
+    """On node ``NODE`` (a Ray node id): writes the query id to ``MARKER`` and stalls,
+    so that the test can remove the node while it certainly holds a query. On other
+    nodes: waits (at most ``WAIT_S``) for that marker before the first query, so that
+    the stalling node receives a query before the others finish."""
+
+    NODE = ""
+    MARKER = ""
+    WAIT_S = 300.0
+
+    def run_batch(self, work: list[QueryWork], *selections: Any) -> list[list[ResultRow]]:
+        marker = Path(self.MARKER)
+        if self.node_id and self.NODE.startswith(self.node_id):  # rows carry a prefix
+            marker.write_text(work[0].cands.query_id)
+            time.sleep(3600)  # until the node is removed, which kills this process
+        deadline = time.monotonic() + self.WAIT_S
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return super().run_batch(work, *selections)

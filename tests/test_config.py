@@ -8,7 +8,6 @@ import pytest
 
 from actors.cli import load_config, main
 from hullft.config import (
-    METHOD_NAMES,
     ConfigError,
     FinetuneConfig,
     RunConfig,
@@ -16,6 +15,7 @@ from hullft.config import (
     build_config,
     config_to_dict,
 )
+from hullft.selection import METHODS
 
 
 def test_defaults_round_trip_through_dict() -> None:
@@ -75,8 +75,12 @@ def test_ints_are_accepted_for_floats_and_lists_become_tuples() -> None:
     assert cfg.selection.methods == ("knn",)
 
 
-def test_method_names_are_the_registry_values() -> None:
-    assert set(SelectionConfig().methods) <= set(METHOD_NAMES)
+def test_method_names_are_the_registry_keys() -> None:
+    assert set(SelectionConfig().methods) <= set(METHODS)
+    every = SelectionConfig(methods=tuple(METHODS))  # each registered method is accepted
+    assert every.methods == tuple(METHODS)
+    with pytest.raises(ConfigError, match=r"unknown \['KNN'\]; choose from \['knn', 'sift'"):
+        SelectionConfig(methods=("KNN",))
 
 
 def test_configs_are_frozen() -> None:

@@ -1,4 +1,6 @@
-"""The embedded minipile corpus: committed files, split rule, data card, generator.
+"""The embedded minipile corpus: committed files (read by ``hullft.data.minipile``), and
+its builder in ``tools/minipile`` (split rule, data card, generator), which is not
+installed with hullft and is imported here from the checkout.
 
 Default tests read the committed files only. ``-m slow`` rebuilds the corpus from
 the Debian source packages (``HULLFT_MINIPILE_SOURCES`` or the default sources
@@ -22,19 +24,20 @@ import pytest
 import zstandard
 
 from hullft.data import minipile as mp
-from hullft.data.mathgen import DM_MODULES, Problem, generate_problems
-from hullft.data.minipile_build.build import build, split_test_ids
-from hullft.data.minipile_build.cli import main
-from hullft.data.minipile_build.documents import clean_text, nbytes, pack_segments
-from hullft.data.minipile_build.domains import DOMAINS
-from hullft.data.minipile_build.formats import (
+from tools.minipile import datacard as datacard_module
+from tools.minipile.build import build, split_test_ids
+from tools.minipile.cli import main
+from tools.minipile.documents import clean_text, nbytes, pack_segments
+from tools.minipile.domains import DOMAINS
+from tools.minipile.formats import (
     groff_version,
     html_to_text,
     split_marked_headings,
     split_python,
     split_rst,
 )
-from hullft.data.minipile_build.params import (
+from tools.minipile.mathgen import DM_MODULES, Problem, generate_problems
+from tools.minipile.params import (
     DEBIAN_PACKAGES,
     DOMAIN_TARGET_BYTES,
     MAX_DOC_BYTES,
@@ -44,7 +47,7 @@ from hullft.data.minipile_build.params import (
     SOURCE_CAP_BYTES,
     TEST_FRACTION,
 )
-from hullft.data.minipile_build.sources import MissingSourceError, SourceTree, default_sources_dir
+from tools.minipile.sources import MissingSourceError, SourceTree, default_sources_dir
 
 DOMAIN_NAMES = {d.pile_set_name for d in DOMAINS}
 SLUGS = {d.pile_set_name: d.slug for d in DOMAINS}
@@ -77,7 +80,7 @@ def test_committed_files_exist_are_small_and_single_frames(raw: dict[str, bytes]
     total = 0
     for split in mp.SPLITS:
         path = mp.minipile_path(split)
-        assert path.is_file(), f"{path} missing: rebuild with python -m hullft.data.minipile build"
+        assert path.is_file(), f"{path} missing: rebuild with python -m tools.minipile build"
         assert path.parent == mp.minipile_dir()
         data = path.read_bytes()
         total += len(data)
@@ -201,8 +204,22 @@ def test_datacard_hashes_and_counts_match_the_files(
         assert f"| {name} |" in card
     for package, version in DEBIAN_PACKAGES.items():
         assert f"| `{package}` | {version} |" in card
-    assert "python -m hullft.data.minipile fetch" in card
-    assert "python -m hullft.data.minipile build" in card
+    assert "python -m tools.minipile fetch" in card
+    assert "python -m tools.minipile build" in card
+
+
+def test_datacard_names_what_the_builder_writes() -> None:
+    """Every line of the committed card that names the builder is one the builder's
+    template writes (the byte-for-byte comparison needs the sources: ``-m slow``)."""
+    card = (mp.minipile_dir() / "DATACARD.md").read_text(encoding="utf-8")
+    template = (Path(datacard_module.__file__)).read_text(encoding="utf-8")
+    lines = [line for line in card.splitlines() if "tools.minipile" in line]
+    assert len(lines) >= 5, lines
+    for line in lines:
+        # Lines with computed cells carry the reference as a literal fragment.
+        fragment = line if "|" not in line else re.search(r"generated \(`[^`]+`\)", line)[0]
+        assert fragment in template, f"DATACARD.md line not written by the builder: {line!r}"
+    assert "hullft.data.minipile_build" not in card and "hullft.data.mathgen" not in card
 
 
 # ---- building blocks -------------------------------------------------------------------
@@ -265,7 +282,7 @@ def test_generator_is_deterministic() -> None:
 
 def test_generator_is_reproducible_across_processes() -> None:
     code = (
-        "from hullft.data.mathgen import DM_MODULES, generate_problems as g;"
+        "from tools.minipile.mathgen import DM_MODULES, generate_problems as g;"
         "print(repr([g(m, 'x', 5) for m in sorted(DM_MODULES)]))"
     )
     outputs = {
@@ -474,12 +491,20 @@ def test_missing_sources_give_an_actionable_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("module", ["hullft.data.minipile_build", "hullft.data.minipile"])
-def test_command_line_runs_as_a_module(module: str, tmp_path: Path) -> None:
-    """Both spellings work: DATACARD.md documents ``python -m hullft.data.minipile``."""
+def test_command_line_runs_as_a_module(tmp_path: Path) -> None:
+    """DATACARD.md documents ``python -m tools.minipile``, run from the checkout root."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", module, "build", "--sources", str(tmp_path), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "tools.minipile",
+            "build",
+            "--sources",
+            str(tmp_path),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

@@ -6,12 +6,13 @@ import dataclasses
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import hullft.selection as sel_pkg
-from hullft.config import METHOD_NAMES, SelectionConfig
+from hullft.config import SelectionConfig
 from hullft.selection import (
     METHODS,
     Selection,
@@ -47,16 +48,22 @@ def test_public_names_are_exported():
         "largest_remainder",
         "METHODS",
         "select",
-        "select_batch",
         "warm_up",
     ):
         assert name in sel_pkg.__all__ and hasattr(sel_pkg, name)
 
 
-def test_registry_keys_are_the_config_method_names():
-    assert tuple(METHODS) == METHOD_NAMES
+def test_registry_entries_name_themselves():
+    assert tuple(METHODS) == ("knn", "sift", "hullft", "hullft_fw", "hullft_round")
     for name, method in METHODS.items():
         assert method.name == name and method.summary
+
+
+def test_the_batched_twin_is_gone():
+    """One implementation per algorithm: no batched copy of the methods to keep in step."""
+    assert not hasattr(sel_pkg, "select_batch")
+    root = Path(sel_pkg.__file__).parent
+    assert not list(root.glob("batch*.py"))
 
 
 def test_registry_is_read_only():
@@ -71,7 +78,7 @@ def test_unknown_method_lists_the_valid_names(problem):
     ):
         select("hulft", X, t, SelectionConfig())
     with pytest.raises(ValueError, match="unknown selection method"):
-        sel_pkg.select_batch("KNN", X[None], t[None], SelectionConfig())
+        select("KNN", X, t, SelectionConfig())
     with pytest.raises(ValueError, match="unknown selection method"):
         get_method(3)
 
@@ -79,7 +86,7 @@ def test_unknown_method_lists_the_valid_names(problem):
 def test_select_dispatches_with_the_config_values(problem):
     X, t = problem
     cfg = SelectionConfig(
-        methods=METHOD_NAMES,
+        methods=tuple(METHODS),
         n=12,
         k=40,
         fw_max_iter=40,
@@ -197,8 +204,6 @@ def test_import_does_not_load_torch_ray_hydra():
 
 
 def test_selection_sources_do_not_import_ray_hydra_omegaconf():
-    from pathlib import Path
-
     root = Path(sel_pkg.__file__).parent
     for path in root.glob("*.py"):
         text = path.read_text()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hullft.config import METHOD_NAMES, SelectionConfig
+from hullft.config import SelectionConfig
 from hullft.selection import (
     METHODS,
     Selection,
@@ -20,10 +20,11 @@ from hullft.selection import (
     knn,
     largest_remainder,
     select,
-    select_batch,
     sift,
 )
 from hullft.selection.fw import frank_wolfe_path
+
+METHOD_NAMES = tuple(METHODS)
 
 
 @pytest.fixture
@@ -181,9 +182,7 @@ def test_bad_config(pool, query, method):
     bad = {"n": 2}
     calls = [
         lambda: select(method, pool, query, bad),
-        lambda: select_batch(method, pool[None], query[None], bad),
         lambda: METHODS[method].select(pool, query, bad),
-        lambda: METHODS[method].select_batch(pool[None], query[None], bad),
     ]
     for call in calls:
         with pytest.raises(ValueError, match="SelectionConfig"):
@@ -247,84 +246,6 @@ def test_duplicate_rows_resolve_to_the_first_copy():
         assert 2 not in chosen and 7 not in chosen and 4 not in chosen
 
 
-# -- batched -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def batch():
-    rng = np.random.default_rng(5)
-    return rng.standard_normal((4, 6, 3)), rng.standard_normal((4, 3))
-
-
-@pytest.mark.parametrize("native", [False, True])
-def test_batched_errors_name_the_element(batch, native):
-    from hullft.selection.batch_problem import prepare_batch
-
-    P, Q = batch
-    P = P.copy()
-    P[2, 5, 1] = np.nan
-    with pytest.raises(
-        ValueError, match=r"batch element 2: pool has NaN or inf values in rows \[5\]"
-    ):
-        prepare_batch(P, Q, native=native)
-    P[2, 5, 1] = 1.0
-    P[1, 0] = 0.0
-    with pytest.raises(ValueError, match=r"batch element 1: pool has all-zero rows \[0\]"):
-        prepare_batch(P, Q, native=native)
-    P[1, 0] = 1.0
-    Q = Q.copy()
-    Q[3] = 0.0
-    with pytest.raises(ValueError, match="batch element 3: query is all zeros"):
-        prepare_batch(P, Q, native=native)
-
-
-def test_batched_errors_count_across_chunks(batch, monkeypatch):
-    import hullft.selection.batch as batch_mod
-
-    monkeypatch.setattr(batch_mod, "chunk_size", lambda K, d, device: 1)
-    P, Q = batch
-    P = P.copy()
-    P[3, 2] = np.inf
-    with pytest.raises(ValueError, match="batch element 3: pool has NaN"):
-        select_batch("knn", P, Q, SelectionConfig(n=2, k=6))
-
-
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda P, Q: (P[0], Q), "pools must be a 3-D"),
-        (lambda P, Q: (P, Q[0]), "queries must be a 2-D"),
-        (lambda P, Q: (P, Q[:3]), "queries has 3 rows but pools has 4"),
-        (lambda P, Q: (P[:, :0], Q), "pools are empty"),
-        (lambda P, Q: (P, Q[:, :2]), "queries have dimension 2 but pool rows have dimension 3"),
-        (lambda P, Q: (P.astype(np.int8), Q), "pools must hold floating-point.*int8"),
-    ],
-)
-@pytest.mark.parametrize("vectorised", [True, False])
-def test_batched_shape_and_dtype_errors(batch, make, message, vectorised):
-    P, Q = make(*batch)
-    with pytest.raises(ValueError, match=message):
-        select_batch("hullft", P, Q, SelectionConfig(n=2, k=6), vectorised=vectorised)
-
-
-def test_looped_batch_errors_name_the_element(batch):
-    P, Q = batch
-    P = P.copy()
-    P[1, 4] = 0.0
-    with pytest.raises(ValueError, match=r"batch element 1: pool has all-zero rows \[4\]"):
-        select_batch("sift", P, Q, SelectionConfig(n=2, k=6), vectorised=False)
-
-
-def test_batched_knn_needs_n_at_most_k(batch):
-    with pytest.raises(ValueError, match="n=7 > K=6"):
-        select_batch("knn", *batch, SelectionConfig(methods=("sift",), n=7, k=6))
-
-
-def test_empty_batch(batch):
-    P, Q = batch
-    assert select_batch("sift", P[:0], Q[:0], SelectionConfig(n=2, k=6)) == []
-
-
 def test_small_sift_lambda_stays_finite():
     """Repeated picks drive k_A(x, x) to ~lam; nothing overflows down to lam = 1e-8."""
     rng = np.random.default_rng(6)
@@ -334,6 +255,6 @@ def test_small_sift_lambda_stays_finite():
     assert sel.size == 40 and sel.counts.max() > 1
     with pytest.raises(ValueError, match=r"lam=1e-300 is below 1e-08"):
         sift(X, X[2], 4, lam=1e-300)
-    # a config cannot even carry such a lambda to select / select_batch
+    # a config cannot even carry such a lambda to select
     with pytest.raises(ValueError, match=r"sift_lambda must be >= 1e-8.*got 1e-09"):
         SelectionConfig(n=2, k=5, sift_lambda=1e-9)

@@ -1,24 +1,21 @@
 """Oracle tests: naive transcriptions of DESIGN.md §4 against hullft.selection.
 
-Each ``naive_*`` function below is a line-by-line transcription of the published
-procedure in R^d (no Gram tricks, no incremental updates; plain numpy products), with
-the tie rule of ``hullft.selection.ties`` (values within 1e-12 of the best tie, and
-the lowest index wins). The results must agree index for index (and count for count)
-with the fast implementations on random, clustered, tied and duplicated pools.
-
-``benchmarks/bench_selection.py`` times ``naive_frank_wolfe`` + ``naive_integerize``
-as the baseline a user would otherwise run.
+The ``naive_*`` functions (:mod:`hullft.selection.oracle`) are line-by-line
+transcriptions of the published procedure in R^d (no Gram tricks, no incremental
+updates; plain numpy products), with the tie rule of ``hullft.selection.ties``. The
+results must agree index for index (and count for count) with the fast
+implementations on random, clustered, tied and duplicated pools.
+``benchmarks/bench_selection.py`` times the same ``naive_frank_wolfe`` +
+``naive_integerize`` as the baseline a user would otherwise run.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 
-import hullft.selection.fw as fw_module
 from hullft.selection import (
     Selection,
     frank_wolfe,
@@ -29,161 +26,18 @@ from hullft.selection import (
     sift,
     sift_sequence,
 )
-from hullft.selection.fw import frank_wolfe_path, run_frank_wolfe
-from hullft.selection.problem import Gram, Problem
-
-# ----------------------------------------------------------------------------------
-# Naive transcriptions of DESIGN.md §4.
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
-
-
-# Tie rule of hullft.selection.ties: within 1e-12 of the best is a tie (lowest index
-# wins); sorts compare values on a 1e-12 grid.
-TIE = 1e-12
-
-
-def first_best(values, tol=TIE):
-    """Lowest index whose value is within ``tol`` of the maximum."""
-    values = np.asarray(values)
-    return int(np.flatnonzero(values >= values.max() - tol)[0])
-
-
-def grid(v):
-    return round(v * 1e12)
-
-
-def naive_knn(pool, query, n):
-    """§4.1: top-N rows by <x_i, t>, descending; ties -> lowest index."""
-    X, t = unit(pool), unit(query)
-    sims = X @ t
-    return sorted(range(len(X)), key=lambda i: (-grid(sims[i]), i))[:n]
-
-
-def naive_frank_wolfe(pool, query, N, max_iter=250, tol=1e-5, *, normalise=True, gammas=None):
-    """§4.2, in R^d. Returns (support ordered by weight desc, renormalised weights).
-
-    ``normalise=False`` runs on the rows and query as given; ``gammas``, a list, gets
-    every step size.
-    """
-    if normalise:
-        X, t = unit(pool), unit(query)
-    else:
-        X, t = np.asarray(pool, dtype=np.float64), np.asarray(query, dtype=np.float64)
-    K = len(X)
-    s0 = first_best(X @ t)
-    w = np.zeros(K)
-    w[s0] = 1.0
-    c = X[s0].copy()
-    support = [s0]
-    for _ in range(max_iter):
-        r = t - c
-        if np.linalg.norm(r) < tol:
-            break
-        s = first_best(X @ r)  # the linear minimisation oracle
-        d = X[s] - c
-        if d @ d < 1e-12:
-            break
-        gamma = min(max((r @ d) / (d @ d), 0.0), 1.0)
-        if gammas is not None:
-            gammas.append(gamma)
-        w = (1 - gamma) * w
-        w[s] += gamma
-        c = c + gamma * d
-        if s not in support:
-            support.append(s)
-        if len(support) >= N:
-            break
-    # Weight descending, ties -> lowest index; truncate to N; renormalise.
-    order = sorted(support, key=lambda i: (-grid(w[i]), i))[:N]
-    weights = np.array([w[i] for i in order])
-    return order, weights / weights.sum()
-
-
-def naive_loss(X, t, counts, N):
-    """L(c) = |t - sum_i (c_i / N) x_i|^2, computed directly in R^d."""
-    r = t - (np.asarray(counts, dtype=np.float64) @ X) / N
-    return float(r @ r)
-
-
-def naive_integerize(pool, query, support, weights, N, swap_passes=2):
-    """§4.3: floor, greedy fill, first-improvement swaps; returns (rows, counts)."""
-    X, t = unit(pool)[list(support)], unit(query)
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    m = len(support)
-    c = [math.floor(N * wi) for wi in w]
-    while sum(c) < N:
-        losses = [naive_loss(X, t, [ci + (k == i) for k, ci in enumerate(c)], N) for i in range(m)]
-        c[first_best([-L for L in losses])] += 1
-    for _ in range(swap_passes):
-        moved = False
-        sources = [i for i in range(m) if c[i] > 0]
-        for i in sources:
-            for j in range(m):
-                if j == i or c[i] == 0:
-                    continue
-                trial = c.copy()
-                trial[i] -= 1
-                trial[j] += 1
-                if naive_loss(X, t, c, N) - naive_loss(X, t, trial, N) > 1e-14:
-                    c = trial
-                    moved = True
-        if not moved:
-            break
-    rows = [s for s, ci in zip(support, c, strict=True) if ci > 0]
-    return rows, [ci for ci in c if ci > 0]
-
-
-def naive_largest_remainder(weights, N):
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    c = [math.floor(N * wi) for wi in w]
-    rem = [N * wi - math.floor(N * wi) for wi in w]
-    for i in sorted(range(len(w)), key=lambda i: (-grid(rem[i]), i))[: N - sum(c)]:
-        c[i] += 1
-    return c
-
-
-def naive_sift(pool, query, N, lam):
-    """§4.4, first form: argmin_x k(t,t) - k_A(t)^T (K_AA + lam I)^-1 k_A(t)."""
-    X, t = unit(pool), unit(query)
-    kern = X @ X.T
-    kt = X @ t
-    ktt = t @ t
-    picks: list[int] = []
-    var_now = ktt
-    for _ in range(N):
-        var = []
-        for x in range(len(X)):
-            A = [*picks, x]
-            kA = kt[A]
-            var.append(ktt - kA @ np.linalg.solve(kern[np.ix_(A, A)] + lam * np.eye(len(A)), kA))
-        # argmin variance; ties: variance reductions within 1e-12 (relative) of the best
-        gains = [var_now - v for v in var]
-        x = first_best(gains, TIE * max(gains))
-        picks.append(x)
-        var_now = var[x]
-    return picks
-
-
-def naive_sift_conditional(pool, query, N, lam):
-    """§4.4, conditional-kernel form on the full (K+1) x (K+1) kernel of pool + {t}."""
-    X, t = unit(pool), unit(query)
-    Z = np.vstack([X, t])
-    kern = Z @ Z.T
-    K = len(X)
-    picks: list[int] = []
-    for _ in range(N):
-        gains = [kern[i, K] ** 2 / (kern[i, i] + lam) for i in range(K)]  # variance reduction
-        i = first_best(gains, TIE * max(gains))
-        picks.append(i)
-        kern = kern - np.outer(kern[:, i], kern[i, :]) / (kern[i, i] + lam)
-    return picks
-
+from hullft.selection.fw import run_frank_wolfe
+from hullft.selection.oracle import (
+    naive_frank_wolfe,
+    naive_integerize,
+    naive_knn,
+    naive_largest_remainder,
+    naive_loss,
+    naive_sift,
+    naive_sift_conditional,
+    unit,
+)
+from hullft.selection.problem import Gram, Problem, prepare
 
 # ----------------------------------------------------------------------------------
 # Pools.
@@ -372,14 +226,15 @@ def test_frank_wolfe_jump_onto_a_vertex_matches_oracle():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_frank_wolfe_scale_folding_changes_nothing(kind, monkeypatch):
+def test_frank_wolfe_scale_folding_changes_nothing(kind):
     """The scaled score vector is folded back (alpha -> 1) when alpha gets tiny; with
     the threshold raised so that it folds on every step, results must not move."""
     for X, t, N in cases(kind, 10, seed=9, N_range=(2, 30)):
-        plain = frank_wolfe_path(X, t, N)
-        monkeypatch.setattr(fw_module, "_RESCALE_BELOW", 2.0)  # alpha < 2: always
-        folded = frank_wolfe_path(X, t, N)
-        monkeypatch.undo()
+        problem = prepare(X, t)
+        plain = run_frank_wolfe(problem, Gram(problem, 0), N, 250, 1e-5, record=True)
+        folded = run_frank_wolfe(
+            problem, Gram(problem, 0), N, 250, 1e-5, record=True, rescale_below=2.0
+        )  # alpha < 2: folds on every step
         assert folded.support.tolist() == plain.support.tolist()
         assert (folded.n_iter, folded.stop_reason) == (plain.n_iter, plain.stop_reason)
         np.testing.assert_allclose(folded.weights, plain.weights, rtol=0, atol=1e-12)

@@ -8,13 +8,13 @@ record format. Each line of ``hullft/assets/minipile/{train,test}.jsonl.zst`` is
 
 This module only reads the committed files (`minipile_path`, `iter_minipile`).
 They were built deterministically from freely licensed Debian bookworm packages
-plus a seeded DM-Mathematics-style generator (`hullft.data.mathgen`) by the
-builder in `hullft.data.minipile_build`::
+plus a seeded DM-Mathematics-style generator by the builder in ``tools/minipile/``
+of the hullft repository (a developer tool, not installed with the package); from
+the checkout root::
 
-    python -m hullft.data.minipile_build fetch --sources /tmp/minipile-src
-    python -m hullft.data.minipile_build build --sources /tmp/minipile-src --out hullft/assets/minipile
+    python -m tools.minipile fetch --sources /tmp/minipile-src
+    python -m tools.minipile build --sources /tmp/minipile-src --out hullft/assets/minipile
 
-(``python -m hullft.data.minipile fetch|build`` forwards to the same command.)
 Where the pinned package versions are present the build reproduces the committed
 bytes exactly (see ``DATACARD.md`` in the asset folder for sources, licences,
 sizes and caveats).
@@ -57,9 +57,3 @@ def iter_minipile(split: Split) -> Iterator[dict]:
         for line in text:
             if line.strip():
                 yield json.loads(line)
-
-
-if __name__ == "__main__":  # the builder's CLI, documented under this name in DATACARD.md
-    from hullft.data.minipile_build.cli import main
-
-    raise SystemExit(main())

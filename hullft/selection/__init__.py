@@ -9,18 +9,18 @@ Methods (DESIGN.md §4.1-4.4), all on L2-normalised float64 embeddings:
 - :func:`sift` - greedy posterior-variance minimisation (SIFT);
 - :func:`largest_remainder` - largest-remainder rounding (ablation).
 
-Each returns a frozen :class:`Selection`. :data:`METHODS` names them for configs;
-:func:`select` / :func:`select_batch` run a method by name for one query or a batch
-(the batched path is vectorised in torch and imports it only when called);
-:func:`warm_up` compiles the Frank-Wolfe kernel ahead of the first query.
-See docs/selection.md.
+Each returns a frozen :class:`Selection`. :data:`METHODS` is the one table of methods
+by name (configs are validated against it); :func:`select` runs a method by name for
+one query; :func:`warm_up` compiles the Frank-Wolfe kernel ahead of the first query.
+:mod:`hullft.selection.oracle` holds the naive reference transcriptions the tests and
+the benchmark compare against. See docs/selection.md.
 """
 
 from hullft.selection.fw import frank_wolfe, warm_up
 from hullft.selection.integerization import integerize
 from hullft.selection.methods import hullft_fw, hullft_round, hullft_select
 from hullft.selection.nearest import knn
-from hullft.selection.registry import METHODS, Method, get_method, select, select_batch
+from hullft.selection.registry import METHODS, Method, SelectionParams, get_method, select
 from hullft.selection.result import Selection
 from hullft.selection.rounding import largest_remainder
 from hullft.selection.sift_greedy import sift, sift_sequence
@@ -29,6 +29,7 @@ __all__ = [
     "METHODS",
     "Method",
     "Selection",
+    "SelectionParams",
     "frank_wolfe",
     "get_method",
     "hullft_fw",
@@ -38,7 +39,6 @@ __all__ = [
     "knn",
     "largest_remainder",
     "select",
-    "select_batch",
     "sift",
     "sift_sequence",
     "warm_up",

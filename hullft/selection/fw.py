@@ -94,12 +94,16 @@ def run_frank_wolfe(
     tol: float,
     *,
     record: bool = False,
+    rescale_below: float = _RESCALE_BELOW,
 ) -> FrankWolfeResult:
     """Frank–Wolfe on a prepared problem (arguments already checked).
 
     The iterations run in :func:`hullft.selection.fw_kernel.fw_iterate`; this
     function sets up its state, computes each Gram column the kernel asks for, and
-    orders and truncates the result.
+    orders and truncates the result. ``rescale_below``: the scale below which the
+    scaled score vector is folded back (alpha -> 1); any value far from the float64
+    limits gives the same result, which the oracle tests check by folding on every
+    step (``rescale_below=2``).
     """
     K = problem.K
     b = problem.b
@@ -135,7 +139,7 @@ def run_frank_wolfe(
     while True:
         need = fw_iterate(
             u, P, slot, order, wv, dg, b, dup, problem.X, problem.inv, problem.t, fs, st,
-            history, max_support, max_iter, tol, TIE_ATOL, _MIN_STEP_SQ, _RESCALE_BELOW,
+            history, max_support, max_iter, tol, TIE_ATOL, _MIN_STEP_SQ, rescale_below,
             record,
         )  # fmt: skip
         if need == DONE:

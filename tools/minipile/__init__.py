@@ -2,8 +2,8 @@
 
 Readers use `hullft.data.minipile`; this package only rebuilds the committed files::
 
-    python -m hullft.data.minipile_build fetch --sources /tmp/minipile-src
-    python -m hullft.data.minipile_build build --sources /tmp/minipile-src --out hullft/assets/minipile
+    python -m tools.minipile fetch --sources /tmp/minipile-src
+    python -m tools.minipile build --sources /tmp/minipile-src --out hullft/assets/minipile
 
 Modules, in the order the build uses them:
 

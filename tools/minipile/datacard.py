@@ -9,10 +9,10 @@ from pathlib import Path
 import zstandard
 
 from hullft.data.minipile import SPLITS, Split
-from hullft.data.minipile_build.documents import Document, nbytes
-from hullft.data.minipile_build.domains import DM_CANDIDATE_DOCS, DOMAINS
-from hullft.data.minipile_build.formats import GROFF_ARGS
-from hullft.data.minipile_build.params import (
+from tools.minipile.documents import Document, nbytes
+from tools.minipile.domains import DM_CANDIDATE_DOCS, DOMAINS
+from tools.minipile.formats import GROFF_ARGS
+from tools.minipile.params import (
     DEBIAN_PACKAGES,
     DOMAIN_TARGET_BYTES,
     GROFF_VERSION,
@@ -24,7 +24,7 @@ from hullft.data.minipile_build.params import (
     TEST_FRACTION,
     ZSTD_LEVEL,
 )
-from hullft.data.minipile_build.sources import sha256_file
+from tools.minipile.sources import sha256_file
 
 
 def _kb(n: int) -> str:
@@ -50,7 +50,7 @@ def datacard(
             totals[split][1] += size
             cells += [str(len(docs)), _kb(size)]
         packages = ", ".join(f"`{p}` {versions.get(p, '?')}" for p in domain.packages) or (
-            "generated (`hullft.data.minipile`)"
+            "generated (`tools.minipile.mathgen`)"
         )
         licenses = sorted(
             {
@@ -77,9 +77,8 @@ def datacard(
         for s in SPLITS
     )
     package_rows = "\n".join(f"| `{p}` | {versions.get(p, '?')} |" for p in sorted(DEBIAN_PACKAGES))
-    # This text reproduces the committed DATACARD.md byte for byte. It still names
-    # hullft.data.minipile for split_test_ids and generate_problems (now in
-    # minipile_build.build and hullft.data.mathgen); changing that changes the card.
+    # This text reproduces the committed DATACARD.md byte for byte: a change here is a
+    # change to hullft/assets/minipile/DATACARD.md too (the slow rebuild test compares).
     return f"""# minipile — data card
 
 minipile is the small multi-domain text corpus embedded in hullft
@@ -137,11 +136,11 @@ page has none. The generated problems are part of hullft (Apache-2.0).
   exactly one final newline.
 - **Split.** Per domain, documents are ordered by SHA-256(`{SEED}:split:<doc_id>`);
   the first max({MIN_TEST_DOCS}, ⌈{TEST_FRACTION:g}·n⌉) are `test`, the rest `train`
-  (`hullft.data.minipile.split_test_ids`).
+  (`tools.minipile.build.split_test_ids`).
 - **Man pages** are rendered by {groff} with `LC_ALL=C.UTF-8`, the input
   prefixed with `.ad l`, and the page header and footer lines dropped:
   `{" ".join(GROFF_ARGS)}`.
-- **DM Mathematics** problems come from `hullft.data.minipile.generate_problems`
+- **DM Mathematics** problems come from `tools.minipile.mathgen.generate_problems`
   (pure Python, `random.Random` seeded with strings, exact `Fraction`/`Decimal`
   arithmetic), not from DeepMind's `mathematics-dataset`, which does not run on
   sympy 1.14 / numpy 2 and is not reproducible across processes.
@@ -157,8 +156,8 @@ page has none. The generated problems are part of hullft (Apache-2.0).
 ```sh
 # needs a Debian bookworm machine (apt-get, dpkg-deb, groff-base 1.22.4); nothing is installed
 apt-get update
-.venv/bin/python -m hullft.data.minipile fetch --sources /tmp/minipile-src
-.venv/bin/python -m hullft.data.minipile build --sources /tmp/minipile-src --out hullft/assets/minipile
+.venv/bin/python -m tools.minipile fetch --sources /tmp/minipile-src
+.venv/bin/python -m tools.minipile build --sources /tmp/minipile-src --out hullft/assets/minipile
 git diff --stat hullft/assets/minipile    # empty when the rebuild is byte-identical
 HULLFT_MINIPILE_SOURCES=/tmp/minipile-src .venv/bin/python -m pytest -m slow tests/test_minipile.py
 ```

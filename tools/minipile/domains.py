@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hullft.data.mathgen import DM_MODULES, generate_problems
-from hullft.data.minipile_build.formats import (
+from tools.minipile.formats import (
     devil_entries,
     html_to_text,
     kjv_verses,
@@ -28,8 +27,9 @@ from hullft.data.minipile_build.formats import (
     split_rst,
     wordnet_lexnames,
 )
-from hullft.data.minipile_build.params import SEED
-from hullft.data.minipile_build.sources import SourceTree
+from tools.minipile.mathgen import DM_MODULES, generate_problems
+from tools.minipile.params import SEED
+from tools.minipile.sources import SourceTree
 
 
 @dataclass(frozen=True)

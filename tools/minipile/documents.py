@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hullft.data.minipile_build.params import MAX_DOC_BYTES, MIN_DOC_BYTES
+from tools.minipile.params import MAX_DOC_BYTES, MIN_DOC_BYTES
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``python -m hullft.data.minipile_build fetch|build``: fetch sources, build the corpus."""
+"""``python -m tools.minipile fetch|build``: fetch sources, build the corpus."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hullft.data.minipile import SPLITS, minipile_dir
-from hullft.data.minipile_build.build import build
-from hullft.data.minipile_build.documents import nbytes
-from hullft.data.minipile_build.sources import (
+from tools.minipile.build import build
+from tools.minipile.documents import nbytes
+from tools.minipile.sources import (
     MissingSourceError,
     default_sources_dir,
     fetch_sources,
@@ -20,7 +20,7 @@ from hullft.data.minipile_build.sources import (
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hullft.data.minipile_build",
+        prog="python -m tools.minipile",
         description="Fetch sources for / build minipile.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hullft.data.minipile_build.params import DEBIAN_PACKAGES
 from hullft.paths import cache_root
+from tools.minipile.params import DEBIAN_PACKAGES
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class SourceTree:
         if not manifest_path.is_file():
             raise MissingSourceError(
                 f"no minipile sources at {root} (missing manifest.json). Fetch them with\n"
-                f"  python -m hullft.data.minipile fetch --sources {root}"
+                f"  python -m tools.minipile fetch --sources {root}   (from a hullft checkout)"
             )
         manifest = json.loads(manifest_path.read_text())
         return cls(root=root, versions={k: v["version"] for k, v in manifest.items()})
@@ -141,6 +141,6 @@ class SourceTree:
         if name not in self.versions or not path.is_dir():
             raise MissingSourceError(
                 f"source package {name!r} is missing under {self.root}. Fetch it with\n"
-                f"  python -m hullft.data.minipile fetch --sources {self.root}"
+                f"  python -m tools.minipile fetch --sources {self.root}   (from a hullft checkout)"
             )
         return path

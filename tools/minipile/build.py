@@ -16,17 +16,17 @@ from pathlib import Path
 import zstandard
 
 from hullft.data.minipile import SPLITS, Split
-from hullft.data.minipile_build.datacard import datacard
-from hullft.data.minipile_build.documents import (
+from tools.minipile.datacard import datacard
+from tools.minipile.documents import (
     Document,
     clean_text,
     nbytes,
     pack_segments,
     serialize,
 )
-from hullft.data.minipile_build.domains import DOMAINS, Domain
-from hullft.data.minipile_build.formats import groff_version
-from hullft.data.minipile_build.params import (
+from tools.minipile.domains import DOMAINS, Domain
+from tools.minipile.formats import groff_version
+from tools.minipile.params import (
     DEBIAN_PACKAGES,
     DOMAIN_TARGET_BYTES,
     GROFF_VERSION,
@@ -37,7 +37,7 @@ from hullft.data.minipile_build.params import (
     TEST_FRACTION,
     ZSTD_LEVEL,
 )
-from hullft.data.minipile_build.sources import SourceTree
+from tools.minipile.sources import SourceTree
 
 logger = logging.getLogger(__name__)
 

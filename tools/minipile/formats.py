@@ -17,7 +17,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
-from hullft.data.minipile_build.sources import MissingSourceError, SourceTree
+from tools.minipile.sources import MissingSourceError, SourceTree
 
 
 def read_text(path: Path) -> str:

@@ -1,0 +1,5 @@
+"""``python -m tools.minipile fetch|build ...``"""
+
+from tools.minipile.cli import main
+
+raise SystemExit(main())
