@@ -56,7 +56,6 @@ class BatchOf(ModelWorker):
         return [[dataclasses.replace(r, worker_id=r.worker_id + tag) for r in rs] for rs in rows]
 
 
-
 class StallOnNode(ModelWorker):
     """On node ``NODE`` (a Ray node id): writes the query id to ``MARKER`` and stalls,
     so that the test can remove the node while it certainly holds a query. On other
