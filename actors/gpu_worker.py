@@ -66,7 +66,10 @@ class ModelWorker:
         self.node_id = _node_id()
 
     def ping(self) -> str:
-        return self.worker_id
+        """This actor's Ray id, at once (before the model is built)."""
+        import ray
+
+        return ray.get_runtime_context().get_actor_id() or ""
 
     def prepare(self) -> WorkerInfo:
         """Build the model (once) and say who this worker is and its batch size."""

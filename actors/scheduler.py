@@ -18,7 +18,6 @@ many queries, whether a worker is hung) is a pure function of
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import deque
@@ -92,6 +91,10 @@ class Worker:
     ready_ref: Any
     """The worker's ``prepare()`` result (its model built), until it arrives."""
     scheduled: bool = False
+    """Its process is up (``ping`` answered): it may be given calls, which queue
+    behind its model loading."""
+    actor_id: str | None = None
+    """Ray's id of the actor, as the actor reported it (errors naming it are its death)."""
     info: WorkerInfo | None = None
     alive: bool = True
     calls: deque[Call] = field(default_factory=deque)
@@ -197,8 +200,10 @@ class Scheduler:
 
     def _wait_one(self) -> None:
         pending = {w.ready_ref: w for w in self.workers if w.alive and not w.ready}
-        pings = {w.ping_ref: w for w in self.workers if w.alive and not w.scheduled}
-        waitable = [*self.searches, *self.calls, *pings, *pending]
+        pings = {w.ping_ref: w for w in self.workers if w.alive and not w.scheduled and not w.ready}
+        # Readiness first: an actor answers in order, so when both its prepare() and
+        # a call are done, the prepare() happened before.
+        waitable = [*pings, *pending, *self.searches, *self.calls]
         if not waitable:
             time.sleep(min(WAIT_S, self._next_clock()))
             return
@@ -222,21 +227,21 @@ class Scheduler:
     # -------------------------------------------------------------- handlers
 
     def on_worker_up(self, w: Worker, ref: Any) -> None:
-        # If the actor failed, its prepare() fails as well: on_worker_ready reports
-        # and replaces it.
-        with contextlib.suppress(ray.exceptions.RayError):
-            self.ray.get(ref)
+        try:
+            w.actor_id = self.ray.get(ref)
+        except ray.exceptions.RayError:
+            return  # its prepare() fails as well: on_worker_ready reports and replaces it
         w.scheduled = True
 
     def on_worker_ready(self, w: Worker, ref: Any) -> None:
         try:
             w.info = self.ray.get(ref)
         except ray.exceptions.RayError as exc:
-            log.warning("worker %s failed to start: %s", w.worker_id, _last_line(str(exc)))
-            w.alive = False
-            self._replace(w)
+            self._lose_worker(w, f"failed to start ({_last_line(str(exc))})", running_failed=False)
             return
         assert w.info is not None
+        w.scheduled = True
+        w.busy_since = time.monotonic()  # calls queued behind the model loading start now
         log.info(
             "worker %s ready on %s, %d quer%s per call",
             w.worker_id,
@@ -273,13 +278,13 @@ class Scheduler:
             results: list[list[ResultRow]] = self.ray.get(ref)
         except ray.exceptions.RayError as exc:
             kind, failed_id = _error_facts(exc)
-            callee = w.info.actor_id if w.info else None
-            failure = classify(kind, failed_id, callee, callee_restarts=False)
+            failure = classify(kind, failed_id, w.actor_id, callee_restarts=False)
             if failure is Failure.WORKER_DIED:
-                # The call that was running is the suspect; the rest never ran.
-                if not running:
+                # The call that was running is the suspect; the rest never ran (and
+                # none ran while the worker was still loading its model).
+                if not running or not w.ready:
                     failure = Failure.COLLATERAL
-                self._lose_worker(w, "died", running_failed=not running)
+                self._lose_worker(w, "died", running_failed=not running and w.ready)
             for task in call.tasks:
                 self._failed(task, failure, str(exc), call_size=len(call.tasks))
             return
@@ -322,7 +327,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         more_coming = bool(self.to_search or self.searches or self.delayed)
         while self.ready:
-            loads = [WorkerLoad(w.ready, w.alive, len(w.calls)) for w in self.workers]
+            loads = [WorkerLoad(w.scheduled, w.alive, len(w.calls)) for w in self.workers]
             i = pick_worker(loads, self.max_calls)
             if i is None:
                 return
@@ -418,8 +423,8 @@ class Scheduler:
 
     def _start_worker(self, worker_id: str) -> None:
         actor = self.actors.spawn(worker_id)
-        # An actor runs its calls in order: ping answers once it is up, prepare
-        # once its model is built.
+        # An actor runs its calls in order: ping answers once it is up (it may then
+        # be given calls, which wait for its model), prepare once its model is built.
         self.workers.append(
             Worker(actor, worker_id, ping_ref=actor.ping.remote(), ready_ref=actor.prepare.remote())
         )
@@ -467,6 +472,7 @@ class Scheduler:
         for w in self.workers:
             if (
                 w.alive
+                and w.ready  # model loading has no limit
                 and w.calls
                 and is_hung(now - w.busy_since, self.attempt_timeout_s, len(w.calls[0].tasks))
             ):

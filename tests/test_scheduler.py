@@ -104,7 +104,7 @@ class Worker:
         self.run_batch = Method(
             self._run_batch, lambda work, *s: hang(worker_id, [w.cands.query_id for w in work])
         )
-        self.ping = Method(lambda: worker_id)
+        self.ping = Method(lambda: f"id-{worker_id}")
         self.prepare = Method(lambda: self.info)
         self.info = WorkerInfo(worker_id, f"id-{worker_id}", 1, "cpu")
 
