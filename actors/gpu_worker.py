@@ -1,21 +1,50 @@
-"""ModelWorker: one model replica. Builds the model lazily, on the first query,
-so that Ray has already set CUDA_VISIBLE_DEVICES for this actor; runs the base
-score once and each method's TTFT for a query; the engine resets the weights
-between queries."""
+"""ModelWorker: one model replica. Builds the model in :meth:`prepare`, inside the
+actor, so that Ray has already set CUDA_VISIBLE_DEVICES; then runs calls of up to
+``batch_size`` queries through :func:`hullft.pipeline.finetune_and_score_batch`
+(every (query, method) job of the call in one ``engine.run_batch``); the engine
+resets the weights between jobs."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hullft.config import FinetuneConfig, ModelConfig
-from hullft.pipeline import Candidates, MethodSelection, RowContext, finetune_and_score
+from hullft.pipeline import (
+    Candidates,
+    MethodSelection,
+    RowContext,
+    WorkItem,
+    finetune_and_score_batch,
+)
 from hullft.results import ResultRow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker reports once its model is built."""
+
+    worker_id: str
+    actor_id: str
+    """Ray's id of this actor: errors that name it report this worker's death."""
+    batch_size: int
+    """Queries' jobs it trains at once (the engine's resolved B)."""
+    device: str
+
+
+@dataclass(frozen=True)
+class QueryWork:
+    """One query of a call, without its selections (they travel as references)."""
+
+    cands: Candidates
+    ctx: RowContext
+    with_base: bool = True
 
 
 class ModelWorker:
@@ -37,7 +66,22 @@ class ModelWorker:
         self.node_id = _node_id()
 
     def ping(self) -> str:
-        return self.worker_id
+        """This actor's Ray id, at once (before the model is built)."""
+        import ray
+
+        return ray.get_runtime_context().get_actor_id() or ""
+
+    def prepare(self) -> WorkerInfo:
+        """Build the model (once) and say who this worker is and its batch size."""
+        self._ensure_ready()
+        import ray
+
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            actor_id=ray.get_runtime_context().get_actor_id() or "",
+            batch_size=int(getattr(self._engine, "batch_size", 1)),
+            device=str(self._engine.device),
+        )
 
     def _ensure_ready(self) -> None:
         if self._engine is not None:
@@ -59,6 +103,8 @@ class ModelWorker:
             os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
         lm = load_model(self.model_cfg, device=device)
+        # BATCHED-ENGINE: switch to hullft.batched.make_engine(lm.model, lm.tokenizer,
+        # self.finetune_cfg, device, max_length=lm.max_length) when it lands.
         self._engine = TTFTEngine(
             lm.model, lm.tokenizer, self.finetune_cfg, device, max_length=lm.max_length
         )
@@ -67,6 +113,23 @@ class ModelWorker:
             log.info("worker %s: compiled the training step in %.1f s", self.worker_id, compiled_s)
         self._texts = load_index(self.index_dir).texts
 
+    def run_batch(
+        self, work: list[QueryWork], *selections: list[MethodSelection]
+    ) -> list[list[ResultRow]]:
+        """Rows for each query of ``work``; ``selections[i]`` are query i's (Ray
+        resolves them, as top-level arguments, from the selectors' results)."""
+        self._ensure_ready()
+        items = [
+            WorkItem(
+                w.cands,
+                tuple(sels),
+                dataclasses.replace(w.ctx, worker_id=self.worker_id, node_id=self.node_id),
+                w.with_base,
+            )
+            for w, sels in zip(work, selections, strict=True)
+        ]
+        return finetune_and_score_batch(self._engine, items, self._texts.get_many)
+
     def run(
         self,
         cands: Candidates,
@@ -74,11 +137,8 @@ class ModelWorker:
         ctx: RowContext,
         with_base: bool = True,
     ) -> list[ResultRow]:
-        self._ensure_ready()
-        ctx = dataclasses.replace(ctx, worker_id=self.worker_id, node_id=self.node_id)
-        return finetune_and_score(
-            self._engine, cands, selections, self._texts.get_many, ctx, with_base=with_base
-        )
+        """One query (the batch of one)."""
+        return self.run_batch([QueryWork(cands, ctx, with_base)], selections)[0]
 
 
 def _node_id() -> str:

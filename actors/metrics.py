@@ -87,7 +87,8 @@ QUERIES = Metric(
 RETRIES = Metric(
     "hullft_attempts_retried_total",
     "counter",
-    "Query attempts that failed and were retried, by reason (actor_died, task_error).",
+    "Query attempts that failed and were retried, by reason (task_error, worker_died, "
+    "worker_hung, restarting, collateral).",
     ("reason",),
 )
 WORKERS_REPLACED = Metric(

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import ray
 
+from actors import ray_session
 from hullft.config import EmbedderConfig, RunConfig, config_to_dict
+from hullft.index import build_index
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +103,7 @@ def ray_embed_fn(cfg: RunConfig) -> Callable[[list[str]], np.ndarray]:
 
 
 def build_index_distributed(cfg: RunConfig, **kwargs: Any) -> Path:
-    """``build_index`` with the Ray Data embedding path. Connects to (or starts) Ray
-    as the driver does when this process is not connected yet, and leaves it up for
-    the caller."""
-    from actors.driver import _connect_ray
-    from hullft.index import build_index
-
-    _connect_ray(cfg)
-    return build_index(cfg, embed_fn=ray_embed_fn(cfg), **kwargs)
+    """``build_index`` with the Ray Data embedding path, on the Ray that
+    :mod:`actors.ray_session` picks (shut down afterwards if it was started here)."""
+    with ray_session.session(cfg.cluster):
+        return build_index(cfg, embed_fn=ray_embed_fn(cfg), **kwargs)

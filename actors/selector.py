@@ -22,6 +22,13 @@ class SelectorService:
     def ping(self) -> bool:
         return True
 
-    def select(self, cands: Candidates, methods: tuple[str, ...]) -> list[MethodSelection]:
+    def select(
+        self,
+        cands: Candidates,
+        methods: tuple[str, ...],
+        cfg: SelectionConfig | None = None,
+    ) -> list[MethodSelection]:
+        """Each method's selection; ``cfg`` overrides the config the actor was built
+        with (a selector kept for the next bench point serves its config)."""
         pool = self.embeddings.get(cands.ids)
-        return select_methods(pool, cands.embedding, self.cfg, methods)
+        return select_methods(pool, cands.embedding, cfg or self.cfg, methods)

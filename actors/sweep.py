@@ -97,7 +97,9 @@ def run_sweep(
 
     ``on_query_done`` is passed to each run (tests interrupt a sweep with it).
     """
-    from actors.driver import _connect_ray, run_pipeline
+    from actors import ray_session
+    from actors.driver import run_pipeline
+    from actors.pool import ActorPool
 
     combos = expand(overrides)
     configs: list[RunConfig] = []
@@ -113,10 +115,10 @@ def run_sweep(
     _write_manifest(sweep_dir, cli, combos, run_ids, configs)
     log.info("sweep %s: %d run(s), summary in %s", sweep_dir.name, len(combos), sweep_dir)
 
-    import ray
-
-    # One Ray session for every run: run_pipeline leaves a Ray it did not start alone.
-    started = _connect_ray(configs[0])
+    # One Ray session and one actor pool for every run: run_pipeline leaves a Ray it
+    # did not start alone, and reuses the pool's actors where the config allows.
+    session = ray_session.connect(configs[0].cluster)
+    pool = ActorPool()
     runs: list[SweepRun] = []
     try:
         for i, (combo, cfg, run_id) in enumerate(zip(combos, configs, run_ids, strict=True)):
@@ -124,14 +126,16 @@ def run_sweep(
             log.info("sweep run %d/%d: %s (run %s)", i + 1, len(combos), label, run_id)
             run_dir = Path(cfg.experiment.output_dir).expanduser() / run_id
             try:
-                summary = run_pipeline(cfg, progress=progress, on_query_done=on_query_done)
+                summary = run_pipeline(
+                    cfg, progress=progress, on_query_done=on_query_done, pool=pool
+                )
                 runs.append(SweepRun(combo.swept, run_id, run_dir, summary.complete))
             except (ConfigError, OSError, ValueError) as exc:
                 log.error("sweep run %s failed: %s; going on with the next", label, exc)
                 runs.append(SweepRun(combo.swept, run_id, run_dir, False, error=str(exc)))
     finally:
-        if started:
-            ray.shutdown()
+        pool.close()
+        session.close()
     _, md, rendered = write_sweep_summary(sweep_dir, runs, cli)
     print(f"\nsweep {sweep_dir.name}: {len(runs)} run(s)\n\n{rendered}\n\nsummary: {md}")
     return SweepResult(sweep_dir, tuple(runs))

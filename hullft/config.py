@@ -374,6 +374,19 @@ class ClusterConfig:
     """CPUs for a Ray started locally (``None`` = all)."""
     num_gpus: int | None = None
     """GPUs for a Ray started locally (``None`` = detected; set on CPU to fake logical GPUs)."""
+    connect_timeout_s: float = 30.0
+    """How long to wait for the Ray at ``address`` (or ``RAY_ADDRESS``) to answer before
+    failing with an error that names it."""
+    attempt_timeout_s: float | None = 1800.0
+    """Seconds a model worker may work on one query (times the queries it runs
+    together) without finishing before it is treated as hung: killed, replaced, and
+    its queries retried. ``None`` = wait forever. Model loading is not counted."""
+    retry_backoff_s: float = 1.0
+    """Delay before the first retry of a failed query; it doubles with every retry
+    (up to 30 s)."""
+    restart_wait_s: float = 300.0
+    """How long a query may wait, in total, for a restarting selector or index actor
+    without spending one of its ``max_attempts``."""
 
     def __post_init__(self) -> None:
         _require_finite(self, "cluster")
@@ -392,6 +405,24 @@ class ClusterConfig:
             self.max_in_flight_per_worker >= 1, "cluster.max_in_flight_per_worker must be >= 1"
         )
         _require(self.max_attempts >= 1, "cluster.max_attempts must be >= 1")
+        _require(
+            math.isfinite(self.connect_timeout_s) and self.connect_timeout_s > 0,
+            f"cluster.connect_timeout_s must be a finite number > 0, got {self.connect_timeout_s}",
+        )
+        _require(
+            self.attempt_timeout_s is None
+            or (math.isfinite(self.attempt_timeout_s) and self.attempt_timeout_s > 0),
+            "cluster.attempt_timeout_s must be a finite number > 0 or null (no limit), "
+            f"got {self.attempt_timeout_s}",
+        )
+        _require(
+            math.isfinite(self.retry_backoff_s) and self.retry_backoff_s >= 0,
+            f"cluster.retry_backoff_s must be a finite number >= 0, got {self.retry_backoff_s}",
+        )
+        _require(
+            math.isfinite(self.restart_wait_s) and self.restart_wait_s >= 0,
+            f"cluster.restart_wait_s must be a finite number >= 0, got {self.restart_wait_s}",
+        )
 
 
 @dataclass(frozen=True)

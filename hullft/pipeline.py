@@ -304,15 +304,24 @@ def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
     index = load_index(index_dir, embedder=cfg.embedder, **search_settings(cfg.index))
     embedder = Embedder.from_config(cfg.embedder)
     lm = load_model(cfg.model, device=device)
+    # BATCHED-ENGINE: switch to hullft.batched.make_engine(...) (same arguments) when it lands.
     engine = TTFTEngine(lm.model, lm.tokenizer, cfg.finetune, device, max_length=lm.max_length)
     engine.warm_up()
     queries = load_queries(cfg.queries)
     if cfg.experiment.limit is not None:
         queries = queries[: cfg.experiment.limit]
     ctx = RowContext(run_id=run_id_for(cfg), k=cfg.selection.k, n=cfg.selection.n)
-    rows: list[ResultRow] = []
+    items = []
     for cands in retrieve(index, embedder, queries, cfg.selection.k):
         pool = index.embeddings.get(cands.ids)
         sels = select_methods(pool, cands.embedding, cfg.selection, cfg.selection.methods)
-        rows.extend(finetune_and_score(engine, cands, sels, index.texts.get_many, ctx))
+        items.append(WorkItem(cands, tuple(sels), ctx))
+    # As a Ray model worker does: up to the engine's batch size of queries per call.
+    batch = max(1, int(getattr(engine, "batch_size", 1)))
+    rows: list[ResultRow] = []
+    for i in range(0, len(items), batch):
+        for query_rows in finetune_and_score_batch(
+            engine, items[i : i + batch], index.texts.get_many
+        ):
+            rows.extend(query_rows)
     return rows

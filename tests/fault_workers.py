@@ -4,12 +4,18 @@ with ``type(name, (Base,), {"TARGET": query_id})``."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from actors.gpu_worker import ModelWorker
+from actors.gpu_worker import ModelWorker, QueryWork
+from hullft.results import ResultRow
+
+
+def _ids(work: list[QueryWork]) -> set[str]:
+    return {w.cands.query_id for w in work}
 
 
 class CrashOnFirstAttempt(ModelWorker):
@@ -17,21 +23,37 @@ class CrashOnFirstAttempt(ModelWorker):
 
     TARGET = ""
 
-    def run(self, cands: Any, selections: Any, ctx: Any, with_base: bool = True) -> Any:
-        if ctx.attempt == 1 and cands.query_id == self.TARGET:
+    def run_batch(self, work: list[QueryWork], *selections: Any) -> list[list[ResultRow]]:
+        if any(w.ctx.attempt == 1 and w.cands.query_id == self.TARGET for w in work):
             os._exit(1)
-        return super().run(cands, selections, ctx, with_base)
+        return super().run_batch(work, *selections)
 
 
 class AlwaysOOM(ModelWorker):
-    """Raises an out-of-memory error on every attempt at query ``TARGET``."""
+    """Raises an out-of-memory error on every call that holds query ``TARGET``."""
 
     TARGET = ""
 
-    def run(self, cands: Any, selections: Any, ctx: Any, with_base: bool = True) -> Any:
-        if cands.query_id == self.TARGET:
+    def run_batch(self, work: list[QueryWork], *selections: Any) -> list[list[ResultRow]]:
+        if self.TARGET in _ids(work):
             raise RuntimeError("CUDA out of memory (injected by the test)")
-        return super().run(cands, selections, ctx, with_base)
+        return super().run_batch(work, *selections)
+
+
+class BatchOf(ModelWorker):
+    """Reports a batch size of ``B`` (its engine still runs the jobs one by one,
+    exactly) and tags each row's worker id with the number of queries in its call."""
+
+    B = 3
+
+    def _ensure_ready(self) -> None:
+        super()._ensure_ready()
+        self._engine.batch_size = self.B
+
+    def run_batch(self, work: list[QueryWork], *selections: Any) -> list[list[ResultRow]]:
+        rows = super().run_batch(work, *selections)
+        tag = f":{len(work)}"
+        return [[dataclasses.replace(r, worker_id=r.worker_id + tag) for r in rs] for rs in rows]
 
 
 class StallOnNode(ModelWorker):
@@ -44,12 +66,12 @@ class StallOnNode(ModelWorker):
     MARKER = ""
     WAIT_S = 300.0
 
-    def run(self, cands: Any, selections: Any, ctx: Any, with_base: bool = True) -> Any:
+    def run_batch(self, work: list[QueryWork], *selections: Any) -> list[list[ResultRow]]:
         marker = Path(self.MARKER)
         if self.node_id and self.NODE.startswith(self.node_id):  # rows carry a prefix
-            marker.write_text(cands.query_id)
+            marker.write_text(work[0].cands.query_id)
             time.sleep(3600)  # until the node is removed, which kills this process
         deadline = time.monotonic() + self.WAIT_S
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return super().run(cands, selections, ctx, with_base)
+        return super().run_batch(work, *selections)

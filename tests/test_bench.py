@@ -2,7 +2,7 @@
 sweep cut to one or two points (one Ray invocation shared by the tests of this module);
 the report directory holds what the report promises (sections, ratios measured in the
 run, the naive-vs-hullft comparison, plots, ``bench.json``, the runs' results), and a
-CPU-only run says MFU n/a. Also ``actors.bench._on_cuda``, which decides whether an MFU
+CPU-only run says MFU n/a. Also ``hullft.bench_report.on_cuda``, which decides whether an MFU
 figure is computed at all, on small DataFrames."""
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.bench import _on_cuda
+from hullft.bench_report import on_cuda
 from hullft.results import BASE_METHOD, ROW_COLUMNS, read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ["knn", "sift", "hullft"]
 ALL_METHODS = [BASE_METHOD, *METHODS]
 STAGES = ("embed_s", "search_s", "select_s", "finetune_s", "evaluate_s", "reset_s")
+HANG_GUARD_S = 3600
+"""Only so that a hung bench cannot block CI forever: the subprocess limit, and the
+pytest timeout of the tests that run it (the project default, 600 s, would fail
+a slow machine)."""
 LIMIT = 1
 """Queries per sweep point: each point is dominated by actor start-up, not queries."""
 PLOTS = {
@@ -99,7 +103,9 @@ def bench_run(smoke_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     ]
     env = {**os.environ, "HULLFT_LOG_LEVEL": "WARNING", "RAY_ADDRESS": ""}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     outs = list(report_dir.iterdir())
@@ -130,6 +136,7 @@ def _table(report: str, heading: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(HANG_GUARD_S)
 def test_bench_writes_report_files_and_per_point_runs(bench_run: BenchRun) -> None:
     out = bench_run.out
     assert f"benchmark report: {out / 'report.md'}" in bench_run.stdout
@@ -154,11 +161,12 @@ def test_bench_writes_report_files_and_per_point_runs(bench_run: BenchRun) -> No
         assert (rows["status"] != "failed").all(), (name, rows["error"].tolist())
         # the workers ran on CPU, so no MFU figure may be estimated from these rows
         assert (rows["device"] == "cpu").all(), (name, rows["device"].tolist())
-        assert not _on_cuda(rows)
+        assert not on_cuda(rows)
     print(f"\nhullft bench subprocess: {bench_run.wall_s:.1f} s")
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(HANG_GUARD_S)
 def test_bench_json_holds_finite_figures_and_consistent_ratios(bench_run: BenchRun) -> None:
     fig = bench_run.figures
     assert fig["n_max"] == 2 and fig["methods"] == METHODS
@@ -220,6 +228,7 @@ def test_bench_json_holds_finite_figures_and_consistent_ratios(bench_run: BenchR
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(HANG_GUARD_S)
 def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun) -> None:
     report, fig = bench_run.report, bench_run.figures
     assert report.startswith("# hullft benchmark `smoke`\n")
@@ -266,7 +275,7 @@ def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun
 
 
 # ---------------------------------------------------------------------------
-# _on_cuda
+# on_cuda
 
 
 @pytest.mark.parametrize(
@@ -283,12 +292,12 @@ def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun
 )
 def test_on_cuda_only_when_every_row_ran_on_cuda(devices: list[Any], expected: bool) -> None:
     rows = pd.DataFrame({"method": ["knn"] * len(devices), "device": devices})
-    assert _on_cuda(rows) is expected
+    assert on_cuda(rows) is expected
 
 
 def test_on_cuda_is_false_for_no_rows() -> None:
-    assert _on_cuda(pd.DataFrame(columns=list(ROW_COLUMNS))) is False  # what read_results gives
-    assert _on_cuda(pd.DataFrame({"device": pd.Series([], dtype=str)})) is False
+    assert on_cuda(pd.DataFrame(columns=list(ROW_COLUMNS))) is False  # what read_results gives
+    assert on_cuda(pd.DataFrame({"device": pd.Series([], dtype=str)})) is False
 
 
 def test_on_cuda_is_false_when_older_parts_lack_the_device() -> None:
@@ -297,6 +306,6 @@ def test_on_cuda_is_false_when_older_parts_lack_the_device() -> None:
     new = pd.DataFrame({"query_id": ["q1"], "method": ["knn"], "device": ["cuda:0"]})
     rows = pd.concat([old, new], ignore_index=True)
     assert rows["device"].isna().sum() == 1
-    assert _on_cuda(rows) is False
+    assert on_cuda(rows) is False
     # and rows from older parts alone have no device column at all
-    assert _on_cuda(old) is False
+    assert on_cuda(old) is False

@@ -58,11 +58,7 @@ def test_plain_import_is_light() -> None:
 
 # Circles owned by work in progress elsewhere, each with where it is being removed.
 # A circle not listed here fails the test; remove an entry once its circle is gone.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"actors.driver", "actors.ray_embed"}): (
-        "issue #13 item 2: a small module owns connecting to Ray"
-    ),
-}
+KNOWN_CIRCLES: dict[frozenset[str], str] = {}
 
 
 def _module_files() -> dict[str, Path]:

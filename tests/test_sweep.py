@@ -76,7 +76,10 @@ def test_sweep_table_means_changes_and_failures(tmp_path) -> None:
     sink = ResultSink(a)
     sink.write([_row("q1", "base", 2.0), _row("q1", "knn", 1.0)])
     sink.write([_row("q2", "base", 4.0), _row("q2", "knn", 3.0)])
-    ResultSink(b).write([_row("q1", "base", 2.0), _row("q1", "knn", math.nan, "failed")])
+    sink.close()
+    other = ResultSink(b)
+    other.write([_row("q1", "base", 2.0), _row("q1", "knn", math.nan, "failed")])
+    other.close()
     table = sweep_table(
         [
             SweepRun({"selection.n": "4"}, "ra", a, complete=True),
@@ -133,8 +136,24 @@ def _runs(sweep_dir: Path) -> list[dict]:
     return json.loads((sweep_dir / "sweep.json").read_text())["runs"]
 
 
-def _parts(run_dir: str) -> list[str]:
-    return sorted(p.name for p in (Path(run_dir) / "results").glob("part-*.parquet"))
+def _rows(run_dir: str) -> pd.DataFrame:
+    """A run's committed rows in a fixed order (empty before the run started)."""
+    if not Path(run_dir).exists():
+        return pd.DataFrame(columns=["query_id", "method"])
+    df = read_results(run_dir)
+    return df.sort_values(["query_id", "method"]).reset_index(drop=True)
+
+
+def _unchanged(before: pd.DataFrame, after: pd.DataFrame) -> bool:
+    """Every row committed before is still there with the same values, timings
+    included: it was kept, not computed again."""
+    cols = ["query_id", "method", "finetune_s", "evaluate_s", "bpb_after", "attempt"]
+    if before.empty:
+        return True
+    merged = before[cols].merge(after[cols], on=["query_id", "method"], suffixes=("", "_now"))
+    return len(merged) == len(before) and all(
+        merged[c].equals(merged[f"{c}_now"]) for c in cols[2:]
+    )
 
 
 @pytest.mark.ray
@@ -155,8 +174,9 @@ def test_two_by_two_sweep_interrupted_resumed_and_rerun(sweep_args, tmp_path, mo
     assert not ray.is_initialized()
     (sweep_dir,) = _sweep_dirs(tmp_path)
     runs = _runs(sweep_dir)
-    before = [_parts(r["run_dir"]) if Path(r["run_dir"]).exists() else [] for r in runs]
-    assert [len(p) for p in before] == [2, 1, 0, 0]
+    before = [_rows(r["run_dir"]) for r in runs]
+    # Queries committed per run: the first run finished (2), the second stopped after one.
+    assert [len(df) // 4 for df in before] == [2, 1, 0, 0]
 
     inits = _count_ray_inits(monkeypatch)
     assert main(["run", "-m", *sweep_args]) == 0
@@ -166,8 +186,9 @@ def test_two_by_two_sweep_interrupted_resumed_and_rerun(sweep_args, tmp_path, mo
     assert {(r["swept"]["selection.n"], r["swept"]["finetune"]) for r in runs} == {
         (n, f) for n in ("4", "6") for f in ("default", "plain")
     }
-    parts = [_parts(r["run_dir"]) for r in runs]
-    assert parts[0] == before[0] and set(before[1]) < set(parts[1])  # resumed, not redone
+    after = [_rows(r["run_dir"]) for r in runs]
+    assert after[0].equals(before[0])  # the finished run was left alone
+    assert _unchanged(before[1], after[1]) and len(after[1]) > len(before[1])  # resumed
     for r in runs:
         df = read_results(r["run_dir"])
         keys = list(zip(df["query_id"], df["method"], strict=True))
@@ -184,5 +205,5 @@ def test_two_by_two_sweep_interrupted_resumed_and_rerun(sweep_args, tmp_path, mo
 
     assert main(["run", "-m", *sweep_args]) == 0
     assert _sweep_dirs(tmp_path) == [sweep_dir]
-    assert [_parts(r["run_dir"]) for r in runs] == parts  # no row added
+    assert all(_rows(r["run_dir"]).equals(df) for r, df in zip(runs, after, strict=True))
     pd.testing.assert_frame_equal(pd.read_parquet(sweep_dir / "summary.parquet"), summary)
