@@ -1,0 +1,91 @@
+"""Adam, AdamW and SGD over B jobs' flat parameter rows at once.
+
+Each job has its own optimizer state (Adam moments or SGD momentum) and its own
+step counter, as if it had its own ``torch.optim`` optimizer: jobs take different
+numbers of steps, and in any step only some jobs move. The update is that of
+``torch.optim`` (the single-tensor / foreach formulas, which its fused kernels
+compute too) with per-job factors ``(B, 1)``: a job that does not step this time
+gets factors that leave its weights and state exactly as they were (multiplying by
+one, adding a product with zero), so nothing crosses from one row to another.
+
+State lives in ``(B, P)`` tensors beside the weights: a handful of kernels per step
+whatever the number of parameter tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hullft.config import FinetuneConfig
+
+
+class BatchedOptimizer:
+    """Per-job optimizers for the rows of ``params (B, P)``; gradients in ``grads``."""
+
+    def __init__(self, params: torch.Tensor, grads: torch.Tensor, config: FinetuneConfig) -> None:
+        if config.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam, adamw or sgd")
+        self.params, self.grads, self.config = params, grads, config
+        self.steps = [0] * params.shape[0]
+        adam = config.optimizer in ("adam", "adamw")
+        self._m = torch.zeros_like(params) if adam or config.momentum else None
+        self._v = torch.zeros_like(params) if adam else None
+
+    def reset(self, rows: int) -> None:
+        """Fresh state for the first ``rows`` jobs (a new chunk)."""
+        self.steps = [0] * rows
+        for state in (self._m, self._v):
+            if state is not None:
+                state[:rows].zero_()
+
+    @torch.no_grad()
+    def step(self, active: list[bool]) -> None:
+        """One optimizer step for every job whose ``active`` flag is set; the rest
+        are left bit for bit unchanged. Rows past ``len(active)`` are not touched."""
+        n = len(active)
+        for b, stepping in enumerate(active):
+            self.steps[b] += stepping
+        p, g = self.params[:n], self.grads[:n]
+        cfg = self.config
+        on = _column([1.0 if a else 0.0 for a in active], p)
+        if cfg.optimizer == "sgd":
+            self._sgd(p, g, on)
+        else:
+            self._adam(p, g, active, on)
+
+    def _sgd(self, p: torch.Tensor, g: torch.Tensor, on: torch.Tensor) -> None:
+        cfg = self.config
+        if cfg.weight_decay:
+            g = g + cfg.weight_decay * p  # coupled, out of place: .grad stays for reuse
+        if self._m is not None:
+            m = self._m[: p.shape[0]]
+            # torch starts the buffer as a clone of the first gradient; from zero,
+            # momentum·0 + g is that gradient exactly.
+            m.mul_(torch.where(on > 0, cfg.momentum, 1.0)).add_(g * on)
+            g = m
+        p.sub_(g * (on * cfg.lr))
+
+    def _adam(self, p: torch.Tensor, g: torch.Tensor, active: list[bool], on: torch.Tensor) -> None:
+        cfg = self.config
+        b1, b2 = cfg.betas
+        n = p.shape[0]
+        assert self._m is not None and self._v is not None
+        m, v = self._m[:n], self._v[:n]
+        if cfg.weight_decay:
+            if cfg.optimizer == "adamw":
+                p.mul_(1.0 - on * (cfg.lr * cfg.weight_decay))
+            else:
+                g = g + cfg.weight_decay * p
+        # Bias corrections per job, in double on the host as torch computes them.
+        steps = [max(s, 1) for s in self.steps]
+        step_size = [cfg.lr / (1 - b1**s) if a else 0.0 for s, a in zip(steps, active, strict=True)]
+        bc2_sqrt = [(1 - b2**s) ** 0.5 if a else 1.0 for s, a in zip(steps, active, strict=True)]
+        m.lerp_(g, on * (1 - b1))
+        v.mul_(torch.where(on > 0, b2, 1.0)).addcmul_(g * (on * (1 - b2)), g)
+        denom = (v.sqrt() / _column(bc2_sqrt, p)).add_(cfg.eps)
+        p.sub_(m / denom * _column(step_size, p))
+
+
+def _column(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a ``(B, 1)`` column on ``like``'s device and dtype."""
+    return torch.tensor(values, dtype=like.dtype).to(like.device, non_blocking=True)[:, None]
