@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 L = 48
 Q_SHORT = "Test-time finetuning adapts the model to each prompt before scoring it."
-Q_LONG = "A query longer than the context is scored in rolling windows. " * 2  # > L tokens
+Q_LONG = "A query longer than the context is scored in rolling windows. " * 5  # 12 windows
 POISON = "this sequence gets a non-finite loss"
 TEXTS = (
     "Finetuning adapts the model to a prompt.",

@@ -34,12 +34,14 @@ class StackedArch(Protocol):
     name: str
 
     def hidden(self, params: Params, input_ids: torch.Tensor) -> torch.Tensor:
-        """Final hidden states ``(B, T, D)`` for right-padded ``input_ids (B, T)``;
-        attention is causal, so a real token never sees a pad after it."""
+        """Final hidden states ``(B, R·T, D)`` for right-padded ``input_ids`` of shape
+        ``(B, T)`` or ``(B, R, T)``: R independent rows per job, all with that job's
+        weights. Attention is causal within a row, so a real token never sees a pad
+        after it, nor another row."""
         ...
 
     def logits(self, params: Params, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, T', V)`` for hidden states ``(B, T', D)`` (any slice of T)."""
+        """Logits ``(B, N, V)`` for hidden states ``(B, N, D)`` (any positions)."""
         ...
 
 
@@ -126,13 +128,18 @@ def causal_attention(
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
 
 
-def heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """``(B, T, H·hd)`` -> ``(B, H, T, hd)``."""
-    b, t, _ = x.shape
-    return x.view(b, t, -1, head_dim).transpose(1, 2)
+def rows_of(input_ids: torch.Tensor) -> torch.Tensor:
+    """``input_ids`` as ``(B, R, T)`` (a ``(B, T)`` input is one row per job)."""
+    return input_ids.unsqueeze(1) if input_ids.dim() == 2 else input_ids
 
 
-def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, T, hd)`` -> ``(B, T, H·hd)``."""
-    b, _, t, _ = x.shape
-    return x.transpose(1, 2).reshape(b, t, -1)
+def heads(x: torch.Tensor, head_dim: int, rows: int) -> torch.Tensor:
+    """``(B, R·T, H·hd)`` -> ``(B·R, H, T, hd)``: every row its own attention batch."""
+    b, n, _ = x.shape
+    return x.view(b * rows, n // rows, -1, head_dim).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor, jobs: int) -> torch.Tensor:
+    """``(B·R, H, T, hd)`` -> ``(B, R·T, H·hd)``."""
+    _, h, _, hd = x.shape
+    return x.transpose(1, 2).reshape(jobs, -1, h * hd)

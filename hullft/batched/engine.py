@@ -507,51 +507,61 @@ class BatchedTTFTEngine:
 
     @torch.inference_mode()
     def _score(
-        self, state: _State, plans: list[BPBPlan], rows: list[int], max_logits: int = 1 << 24
+        self,
+        state: _State,
+        plans: list[BPBPlan],
+        rows: list[int],
+        windows_per_job: int = 8,
+        max_logits: int = 1 << 24,
     ) -> list[tuple[float, int]]:
-        """``(nll_bits, input tokens)`` of each plan under its job's weights (row
-        ``rows[i]``): the windows of all jobs batched, one row per job at a time."""
-        total = torch.zeros(len(plans), dtype=torch.float64, device=self.device)
+        """``(nll_bits, input tokens)`` of each plan under its job's weights (weight
+        row ``rows[i]``). Every forward takes up to ``windows_per_job`` windows of
+        every job (as ``score_bpb`` batches 8 windows), right-padded; a job with
+        fewer windows gets empty rows that score nothing."""
+        dev = self.device
+        total = torch.zeros(len(plans), dtype=torch.float64, device=dev)
         n_input = [0] * len(plans)
-        for w in range(max(len(p.windows) for p in plans)):
-            members = [i for i, p in enumerate(plans) if len(p.windows) > w]
+        most = max(len(p.windows) for p in plans)
+        for w0 in range(0, most, windows_per_job):
+            members = [i for i, p in enumerate(plans) if len(p.windows) > w0]
             jobs = [rows[i] for i in members]
-            windows = [plans[i].windows[w] for i in members]
-            seqs = [
-                plans[i].sequences[x.text][x.begin : x.end]
-                for i, x in zip(members, windows, strict=True)
-            ]
-            for i, s in zip(members, seqs, strict=True):
-                n_input[i] += s.numel()
             source = (
                 state.weights[: len(jobs)]
                 if jobs == list(range(len(jobs)))
-                else state.weights.index_select(0, torch.tensor(jobs, device=self.device))
+                else state.weights.index_select(0, torch.tensor(jobs, device=dev))
             )
             params = self.layout.views(source)
-            ids = pad_sequence(seqs, batch_first=True, padding_value=self.bos_id).to(self.device)
-            lengths = torch.tensor([s.numel() for s in seqs], device=self.device)
-            first = lengths - torch.tensor([x.n_targets for x in windows], device=self.device)
-            with autocast(self.device, self.policy.eval_autocast):
-                hidden = self.arch.hidden(params, ids)  # (R, T, D)
-            r, t = ids.shape
-            # Position p predicts token p + 1; it is scored when p + 1 is one of the
-            # window's targets [length − n_targets, length).
-            chunk = max(1, max_logits // (r * self._vocab))
-            for p0 in range(0, t - 1, chunk):
-                p1 = min(p0 + chunk, t - 1)
-                with autocast(self.device, self.policy.eval_autocast):
-                    logits = self.arch.logits(params, hidden[:, p0:p1])
-                target_pos = torch.arange(p0 + 1, p1 + 1, device=self.device)
-                mask = (target_pos >= first[:, None]) & (target_pos < lengths[:, None])
-                nll = F.cross_entropy(
-                    logits.float().transpose(1, 2), ids[:, p0 + 1 : p1 + 1], reduction="none"
-                )
-                total.index_add_(
-                    0,
-                    torch.tensor(members, device=self.device),
-                    nll.double().masked_fill(~mask, 0.0).sum(1),
-                )
+            groups = [plans[i].windows[w0 : w0 + windows_per_job] for i in members]
+            r = max(len(g) for g in groups)
+            t = max(x.end - x.begin for g in groups for x in g)
+            ids = torch.full((len(members), r, t), self.bos_id, dtype=torch.long)
+            lengths = torch.zeros(len(members), r, dtype=torch.long)
+            first = torch.zeros(len(members), r, dtype=torch.long)
+            for m, (i, group) in enumerate(zip(members, groups, strict=True)):
+                for k, x in enumerate(group):
+                    seq = plans[i].sequences[x.text][x.begin : x.end]
+                    ids[m, k, : seq.numel()] = seq
+                    lengths[m, k] = seq.numel()
+                    first[m, k] = seq.numel() - x.n_targets
+                    n_input[i] += seq.numel()
+            ids, lengths, first = ids.to(dev), lengths.to(dev), first.to(dev)
+            with autocast(dev, self.policy.eval_autocast):
+                hidden = self.arch.hidden(params, ids)  # (M, R·T, D)
+            hidden = hidden.view(len(members), r, t, -1)
+            # Position p predicts token p + 1, scored when p + 1 is one of its row's
+            # targets [length − n_targets, length). Logits a slice of positions at a time.
+            step = max(1, max_logits // (len(members) * r * self._vocab))
+            for p0 in range(0, t - 1, step):
+                p1 = min(p0 + step, t - 1)
+                h = hidden[:, :, p0:p1].reshape(len(members), r * (p1 - p0), -1)
+                with autocast(dev, self.policy.eval_autocast):
+                    logits = self.arch.logits(params, h).float()  # (M, R·P, V)
+                targets = ids[:, :, p0 + 1 : p1 + 1].reshape(len(members), -1)
+                nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+                pos = torch.arange(p0 + 1, p1 + 1, device=dev)
+                mask = (pos >= first[..., None]) & (pos < lengths[..., None])  # (M, R, P)
+                nll = nll.double().view(mask.shape).masked_fill(~mask, 0.0)
+                total.index_add_(0, torch.tensor(members, device=dev), nll.sum((1, 2)))
         nats = total.tolist()
         return [(x / _LN2, k) for x, k in zip(nats, n_input, strict=True)]
 

@@ -27,6 +27,7 @@ from hullft.batched.arch import (
     merge_heads,
     require,
     require_names,
+    rows_of,
 )
 
 
@@ -81,15 +82,18 @@ class GPT2Stacked:
 
     def hidden(self, params: Params, input_ids: torch.Tensor) -> torch.Tensor:
         p = params
-        t = input_ids.shape[1]
-        h = embed(p["transformer.wte.weight"], input_ids) + p["transformer.wpe.weight"][:, :t]
-        d = h.shape[-1]
+        ids = rows_of(input_ids)
+        b, rows, t = ids.shape
+        tokens = embed(p["transformer.wte.weight"], ids.reshape(b, rows * t))  # (B, R·T, D)
+        d = tokens.shape[-1]
+        positions = p["transformer.wpe.weight"][:, None, :t]  # (B, 1, T, D)
+        h = (tokens.view(b, rows, t, d) + positions).view(b, rows * t, d)
         for i in range(self.layers):
             pre = f"transformer.h.{i}."
             a = self._norm(h, p, pre + "ln_1")
             qkv = conv1d(a, p[pre + "attn.c_attn.weight"], p[pre + "attn.c_attn.bias"])
-            q, k, v = (heads(x, self.head_dim) for x in qkv.split(d, dim=2))
-            o = merge_heads(causal_attention(q, k, v, self.scale))
+            q, k, v = (heads(x, self.head_dim, rows) for x in qkv.split(d, dim=2))
+            o = merge_heads(causal_attention(q, k, v, self.scale), b)
             h = h + conv1d(o, p[pre + "attn.c_proj.weight"], p[pre + "attn.c_proj.bias"])
             m = self._norm(h, p, pre + "ln_2")
             m = self.act(conv1d(m, p[pre + "mlp.c_fc.weight"], p[pre + "mlp.c_fc.bias"]))

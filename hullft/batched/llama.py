@@ -23,6 +23,7 @@ from hullft.batched.arch import (
     merge_heads,
     require,
     require_names,
+    rows_of,
 )
 
 # RoPE variants whose cos/sin depend only on the position (not on the length of
@@ -88,8 +89,9 @@ class LlamaStacked:
 
     def hidden(self, params: Params, input_ids: torch.Tensor) -> torch.Tensor:
         p = params
-        t = input_ids.shape[1]
-        h = embed(p["model.embed_tokens.weight"], input_ids)  # (B, T, D)
+        ids = rows_of(input_ids)
+        b, rows, t = ids.shape
+        h = embed(p["model.embed_tokens.weight"], ids.reshape(b, rows * t))  # (B, R·T, D)
         positions = torch.arange(t, device=input_ids.device).unsqueeze(0)
         cos, sin = self.rotary(h, positions)  # (1, T, hd)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
@@ -108,10 +110,10 @@ class LlamaStacked:
                     x, p[pre + name + ".weight"], p[pre + name + ".bias"] if bias else None
                 )
 
-            q = rope(heads(proj("self_attn.q_proj", a, self.attn_bias), self.head_dim))
-            k = rope(heads(proj("self_attn.k_proj", a, self.attn_bias), self.head_dim))
-            v = heads(proj("self_attn.v_proj", a, self.attn_bias), self.head_dim)
-            o = merge_heads(causal_attention(q, k, v, self.scale))
+            q = rope(heads(proj("self_attn.q_proj", a, self.attn_bias), self.head_dim, rows))
+            k = rope(heads(proj("self_attn.k_proj", a, self.attn_bias), self.head_dim, rows))
+            v = heads(proj("self_attn.v_proj", a, self.attn_bias), self.head_dim, rows)
+            o = merge_heads(causal_attention(q, k, v, self.scale), b)
             h = h + proj("self_attn.o_proj", o, self.attn_bias)
             m = self._norm(h, p[pre + "post_attention_layernorm.weight"])
             gated = self.act(proj("mlp.gate_proj", m, self.mlp_bias)) * proj(
