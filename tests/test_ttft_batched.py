@@ -489,3 +489,16 @@ def test_auto_on_cuda_divides_free_memory_by_the_documented_job_size(monkeypatch
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (per_job // 2, 0))
     assert resolve_batch_jobs(cfg, model, torch.device("cuda"), L) == 1
     assert resolve_batch_jobs(FinetuneConfig(batch_jobs=3), model, torch.device("cuda"), L) == 3
+
+
+def test_auto_on_cpu_is_the_benchmarked_b_unless_host_memory_is_short(monkeypatch):
+    from hullft.batched import factory
+
+    model, _ = tiny()
+    cpu, cfg = torch.device("cpu"), FinetuneConfig(batch_jobs="auto")
+    monkeypatch.setattr(factory, "host_available_bytes", lambda: 1 << 40)
+    assert resolve_batch_jobs(cfg, model, cpu, L) == CPU_AUTO_BATCH
+    monkeypatch.setattr(factory, "host_available_bytes", lambda: 4 * job_bytes(model, L))
+    assert resolve_batch_jobs(cfg, model, cpu, L) == 2  # half of it
+    monkeypatch.setattr(factory, "host_available_bytes", lambda: None)
+    assert resolve_batch_jobs(cfg, model, cpu, L) == CPU_AUTO_BATCH

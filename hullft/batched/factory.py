@@ -20,8 +20,8 @@ from hullft.ttft import RuntimePolicy, TTFTEngine
 log = logging.getLogger(__name__)
 
 CPU_AUTO_BATCH = 4
-"""``batch_jobs: auto`` on a CPU (see docs/ttft.md, "Batched finetuning", for the
-benchmark it comes from)."""
+"""``batch_jobs: auto`` on a CPU, if that many jobs fit in half the available host
+memory (docs/ttft.md, "Batched finetuning", has the benchmark command)."""
 MAX_AUTO_BATCH = 64
 """Upper bound of ``auto`` on a GPU: past it kernels are large already."""
 BYTES_PER_PARAM = 24
@@ -66,16 +66,32 @@ def job_bytes(model: Any, max_length: int) -> int:
     return BYTES_PER_PARAM * params + max_length * per_token
 
 
+def host_available_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux), else ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def resolve_batch_jobs(
     config: FinetuneConfig, model: Any, device: torch.device, max_length: int
 ) -> int:
     """``finetune.batch_jobs`` as a number: as configured, or for ``auto`` on CUDA
-    ``⌊0.8 · free memory / job_bytes⌋`` clamped to [1, 64], on a CPU
-    :data:`CPU_AUTO_BATCH`."""
+    ``⌊0.8 · free memory / job_bytes⌋`` clamped to [1, 64]; on a CPU
+    :data:`CPU_AUTO_BATCH`, or fewer if that many do not fit in half the available
+    host memory."""
     if config.batch_jobs != "auto":
         return int(config.batch_jobs)
     if device.type != "cuda":
-        return CPU_AUTO_BATCH
+        host = host_available_bytes()
+        if host is None:
+            return CPU_AUTO_BATCH
+        return max(1, min(CPU_AUTO_BATCH, host // 2 // job_bytes(model, max_length)))
     free, _ = torch.cuda.mem_get_info(device)
     fits = int(AUTO_MEMORY_FRACTION * free // job_bytes(model, max_length))
     b = max(1, min(MAX_AUTO_BATCH, fits))

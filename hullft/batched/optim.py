@@ -82,8 +82,9 @@ class BatchedOptimizer:
         bc2_sqrt = [(1 - b2**s) ** 0.5 if a else 1.0 for s, a in zip(steps, active, strict=True)]
         m.lerp_(g, on * (1 - b1))
         v.mul_(torch.where(on > 0, b2, 1.0)).addcmul_(g * (on * (1 - b2)), g)
-        denom = (v.sqrt() / _column(bc2_sqrt, p)).add_(cfg.eps)
-        p.sub_(m / denom * _column(step_size, p))
+        denom = v.sqrt().div_(_column(bc2_sqrt, p)).add_(cfg.eps)
+        update = torch.div(m, denom, out=denom)  # in place: torch's m / denom, no copy
+        p.sub_(update.mul_(_column(step_size, p)))
 
 
 def _column(values: list[float], like: torch.Tensor) -> torch.Tensor:
