@@ -101,11 +101,11 @@ class _Trained:
 class _State:
     """Weights, gradients and optimizer state for up to ``rows`` jobs."""
 
-    def __init__(self, base: torch.Tensor, rows: int, config: FinetuneConfig) -> None:
+    def __init__(self, base: torch.Tensor, rows: int, config: FinetuneConfig, fused: bool) -> None:
         self.rows = rows
         self.weights = base.expand(rows, -1).clone()  # (rows, P)
         self.grads = torch.zeros_like(self.weights)
-        self.optimizer = BatchedOptimizer(self.weights, self.grads, config)
+        self.optimizer = BatchedOptimizer(self.weights, self.grads, config, fused=fused)
 
     def reset(self, base: torch.Tensor, n: int) -> None:
         """Base weights, zero gradients and fresh optimizers in the first ``n`` rows."""
@@ -338,7 +338,8 @@ class BatchedTTFTEngine:
     def _state_for(self, n: int) -> _State:
         if self._state is None or self._state.rows < n:
             self._state = None  # free the old one before allocating
-            self._state = _State(self._base, max(n, min(self.batch_jobs, 64)), self.config)
+            rows = max(n, min(self.batch_jobs, 64))
+            self._state = _State(self._base, rows, self.config, self.policy.fused)
         return self._state
 
     def _run_chunk(self, chunk: list[_Job]) -> list[TTFTResult]:
