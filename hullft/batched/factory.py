@@ -122,7 +122,7 @@ def make_engine(
     b = resolve_batch_jobs(config, model, dev, length)
     if b == 1:
         log.info("finetuning one job at a time (finetune.batch_jobs resolves to 1)")
-        return TTFTEngine(model, tokenizer, config, dev, max_length, policy=policy)
+        return TTFTEngine(model, tokenizer, config, dev, length, policy=policy)
     try:
         arch = stacked_arch(model)
     except UnsupportedModel as why:
@@ -131,7 +131,7 @@ def make_engine(
             config.batch_jobs,
             why,
         )
-        return TTFTEngine(model, tokenizer, config, dev, max_length, policy=policy)
+        return TTFTEngine(model, tokenizer, config, dev, length, policy=policy)
     return BatchedTTFTEngine(
-        model, tokenizer, config, dev, max_length, arch=arch, batch_jobs=b, policy=policy
+        model, tokenizer, config, dev, length, arch=arch, batch_jobs=b, policy=policy
     )
