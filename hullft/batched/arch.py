@@ -110,10 +110,10 @@ def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
 def embed(table: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Row ``input_ids[b, t]`` of job b's ``table (B, V, D)`` -> ``(B, T, D)``.
 
-    Advanced indexing reads the (strided) stacked table in place; its backward is
-    one scatter-add into the table's gradient."""
-    rows = torch.arange(table.shape[0], device=input_ids.device).unsqueeze(1)
-    return table[rows, input_ids]
+    One ``F.embedding`` per job on its own (contiguous) table: its backward is the
+    dense embedding backward, several times faster on CPU than the scatter-add that
+    advanced indexing over the stacked table needs."""
+    return torch.stack([F.embedding(ids, t) for ids, t in zip(input_ids, table, strict=True)])
 
 
 def causal_attention(

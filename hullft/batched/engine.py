@@ -464,11 +464,10 @@ class BatchedTTFTEngine:
         ids = pad_sequence(seqs, batch_first=True, padding_value=self.bos_id)  # (F, T)
         n_targets = torch.tensor([s.numel() - 1 for s in seqs], device=self.device)
         losses = self._loss_fn(leaves, ids, n_targets)  # (F,)
-        losses.sum().backward()
+        # autograd.grad hands back the gradients as computed; .backward() would copy
+        # each into a .grad laid out like its (strided) leaf first.
+        g_list = list(torch.autograd.grad(losses.sum(), [leaves[k] for k in names]))
         values: list[float] = losses.detach().tolist()  # one host sync per round
-        grads = [leaves[k].grad for k in names]
-        assert all(g is not None for g in grads)
-        g_list = [g for g in grads if g is not None]
         finite = [r for r, v in enumerate(values) if math.isfinite(v)]
         if not finite:
             return values
