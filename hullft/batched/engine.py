@@ -456,10 +456,11 @@ class BatchedTTFTEngine:
         and returns every job's loss."""
         names = self.layout.names
         idx = torch.tensor(rows, device=self.device)
-        whole = rows == list(range(n))
-        # Leaves for autograd: the weight rows themselves when every job is fresh
-        # (views, no copy), else a gathered copy of the fresh jobs' rows.
-        source = state.weights[:n] if whole else state.weights.index_select(0, idx)
+        lo, hi = rows[0], rows[-1] + 1
+        block = rows == list(range(lo, hi))
+        # Leaves for autograd: the weight rows themselves when the fresh jobs are
+        # adjacent rows (a view, no copy), else a gathered copy of their rows.
+        source = state.weights[lo:hi] if block else state.weights.index_select(0, idx)
         leaves = {k: v.detach().requires_grad_() for k, v in self.layout.views(source).items()}
         ids = pad_sequence(seqs, batch_first=True, padding_value=self.bos_id)  # (F, T)
         n_targets = torch.tensor([s.numel() - 1 for s in seqs], device=self.device)
@@ -473,10 +474,10 @@ class BatchedTTFTEngine:
             return values
         if self.config.grad_clip is not None:
             _clip_rows(g_list, self.config.grad_clip)
-        targets = list(self.layout.views(state.grads[:n]).values())
-        if whole and len(finite) == len(rows):
-            torch._foreach_copy_(targets, g_list)
+        if block and len(finite) == len(rows):
+            torch._foreach_copy_(list(self.layout.views(state.grads[lo:hi]).values()), g_list)
         else:
+            targets = list(self.layout.views(state.grads[:n]).values())
             keep = torch.tensor(finite, device=self.device)
             dest = idx.index_select(0, keep)
             for target, g in zip(targets, g_list, strict=True):
@@ -525,9 +526,10 @@ class BatchedTTFTEngine:
         for w0 in range(0, most, windows_per_job):
             members = [i for i, p in enumerate(plans) if len(p.windows) > w0]
             jobs = [rows[i] for i in members]
+            lo, hi = jobs[0], jobs[-1] + 1
             source = (
-                state.weights[: len(jobs)]
-                if jobs == list(range(len(jobs)))
+                state.weights[lo:hi]
+                if jobs == list(range(lo, hi))
                 else state.weights.index_select(0, torch.tensor(jobs, device=dev))
             )
             params = self.layout.views(source)
