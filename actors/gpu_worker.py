@@ -34,7 +34,8 @@ class WorkerInfo:
     actor_id: str
     """Ray's id of this actor: errors that name it report this worker's death."""
     batch_size: int
-    """Queries' jobs it trains at once (the engine's resolved B)."""
+    """Finetuning jobs — (query, method) pairs — its replica trains at once (the
+    engine's resolved ``finetune.batch_jobs``; 1 for the one-at-a-time engine)."""
     device: str
 
 
@@ -79,7 +80,7 @@ class ModelWorker:
         return WorkerInfo(
             worker_id=self.worker_id,
             actor_id=ray.get_runtime_context().get_actor_id() or "",
-            batch_size=int(getattr(self._engine, "batch_size", 1)),
+            batch_size=int(getattr(self._engine, "batch_jobs", 1)),
             device=str(self._engine.device),
         )
 
@@ -88,9 +89,9 @@ class ModelWorker:
             return
         import torch
 
+        from hullft.batched import make_engine
         from hullft.index import load_index
         from hullft.models import load_model
-        from hullft.ttft import TTFTEngine
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
@@ -103,9 +104,9 @@ class ModelWorker:
             os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
         lm = load_model(self.model_cfg, device=device)
-        # BATCHED-ENGINE: switch to hullft.batched.make_engine(lm.model, lm.tokenizer,
-        # self.finetune_cfg, device, max_length=lm.max_length) when it lands.
-        self._engine = TTFTEngine(
+        # The batched engine when finetune.batch_jobs and the architecture allow it,
+        # else the one-at-a-time engine (make_engine logs which, and why).
+        self._engine = make_engine(
             lm.model, lm.tokenizer, self.finetune_cfg, device, max_length=lm.max_length
         )
         compiled_s = self._engine.warm_up()

@@ -39,6 +39,7 @@ from actors.policy import (
     classify,
     is_hung,
     pick_worker,
+    queries_per_call,
 )
 from hullft.pipeline import Candidates, RowContext
 from hullft.results import BASE_METHOD, STATUS_FAILED, ResultRow, ResultSink, failure_rows
@@ -242,12 +243,14 @@ class Scheduler:
         assert w.info is not None
         w.scheduled = True
         w.busy_since = time.monotonic()  # calls queued behind the model loading start now
+        per_call = queries_per_call(w.info.batch_size, self._methods_per_query)
         log.info(
-            "worker %s ready on %s, %d quer%s per call",
+            "worker %s ready on %s: trains %d job(s) at once, %d quer%s per call",
             w.worker_id,
             w.info.device,
             w.info.batch_size,
-            "y" if w.info.batch_size == 1 else "ies",
+            per_call,
+            "y" if per_call == 1 else "ies",
         )
 
     def on_search_done(self, ref: Any) -> None:
@@ -324,6 +327,12 @@ class Scheduler:
             actor = index[self._next_rr() % len(index)]
             self.searches[actor.search.remote([t.query for t in batch], self.k)] = batch
 
+    @property
+    def _methods_per_query(self) -> int:
+        """Finetuning jobs a query brings (its selection methods)."""
+        cfg = self.actors.selection_cfg
+        return len(cfg.methods) if cfg is not None else 1
+
     def _dispatch(self) -> None:
         more_coming = bool(self.to_search or self.searches or self.delayed)
         while self.ready:
@@ -335,7 +344,8 @@ class Scheduler:
             if self.ready[0].alone:
                 size = 1
             else:
-                size = call_size(len(self.ready), w.batch_size, len(w.calls), more_coming)
+                per_call = queries_per_call(w.batch_size, self._methods_per_query)
+                size = call_size(len(self.ready), per_call, len(w.calls), more_coming)
             if size == 0:
                 return
             tasks: list[Task] = []

@@ -294,18 +294,17 @@ def run_id_for(cfg: RunConfig) -> str:
 
 def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
     """The whole pipeline in this process, no Ray: the reference for the Ray runtime."""
+    from hullft.batched import make_engine
     from hullft.data.queries import load_queries
     from hullft.embedder import Embedder
     from hullft.index import build_index, load_index, search_settings
     from hullft.models import load_model
-    from hullft.ttft import TTFTEngine
 
     index_dir = build_index(cfg)
     index = load_index(index_dir, embedder=cfg.embedder, **search_settings(cfg.index))
     embedder = Embedder.from_config(cfg.embedder)
     lm = load_model(cfg.model, device=device)
-    # BATCHED-ENGINE: switch to hullft.batched.make_engine(...) (same arguments) when it lands.
-    engine = TTFTEngine(lm.model, lm.tokenizer, cfg.finetune, device, max_length=lm.max_length)
+    engine = make_engine(lm.model, lm.tokenizer, cfg.finetune, device, max_length=lm.max_length)
     engine.warm_up()
     queries = load_queries(cfg.queries)
     if cfg.experiment.limit is not None:
@@ -316,8 +315,10 @@ def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
         pool = index.embeddings.get(cands.ids)
         sels = select_methods(pool, cands.embedding, cfg.selection, cfg.selection.methods)
         items.append(WorkItem(cands, tuple(sels), ctx))
-    # As a Ray model worker does: up to the engine's batch size of queries per call.
-    batch = max(1, int(getattr(engine, "batch_size", 1)))
+    # As a Ray model worker is given: enough queries per call to fill the engine's
+    # batch (actors.policy.queries_per_call, rounded up).
+    jobs = int(getattr(engine, "batch_jobs", 1))
+    batch = max(1, -(-jobs // max(1, len(cfg.selection.methods))))
     rows: list[ResultRow] = []
     for i in range(0, len(items), batch):
         for query_rows in finetune_and_score_batch(

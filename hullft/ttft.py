@@ -218,14 +218,91 @@ class TTFTJob:
 
 
 @dataclass(frozen=True)
-class _Multiset:
-    """Training sequences of one query, on the device."""
+class Multiset:
+    """Training sequences of one job, on the device (see :func:`prepare_multiset`)."""
 
     sequences: tuple[torch.Tensor, ...]  # each (1, T), T <= max_length
     counts: tuple[int, ...]  # J_k; 0 for sequences without tokens to train on
     skipped_steps: int
     truncated: int
     replaced_chars: int
+
+
+def prepare_multiset(
+    tokenizer: Any,
+    texts: Sequence[str | bytes],
+    counts: Sequence[int],
+    *,
+    bos_id: int,
+    max_length: int,
+    device: torch.device,
+) -> Multiset:
+    """Tokenize each unique sequence once, prefix BOS, truncate at ``max_length``,
+    move to ``device``. A sequence without a token to predict gets count 0 and its
+    steps are counted as skipped."""
+    cleaned = [clean_text(t) for t in texts]
+    ids_list = encode(tokenizer, [s for s, _ in cleaned])
+    seqs, js = [], []
+    truncated = skipped = 0
+    for ids, j in zip(ids_list, counts, strict=True):
+        seq = [bos_id, *ids]
+        if len(seq) > max_length:
+            truncated += 1
+            seq = seq[:max_length]
+        if len(seq) < 2:  # no token to predict: the element's steps are skipped
+            skipped += j
+            j = 0
+        seqs.append(seq)
+        js.append(j)
+    # One host-to-device copy for the whole multiset, then views per sequence.
+    flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(device)
+    views = torch.split(flat, [len(s) for s in seqs]) if seqs else ()
+    return Multiset(
+        sequences=tuple(v.unsqueeze(0) for v in views),
+        counts=tuple(js),
+        skipped_steps=skipped,
+        truncated=truncated,
+        replaced_chars=sum(n for _, n in cleaned),
+    )
+
+
+def check_base(base: BPBResult, plan: BPBPlan) -> None:
+    """``base`` must be the score of the query ``plan`` describes."""
+    mine = (plan.fingerprint, plan.mode, plan.max_length)
+    theirs = (base.fingerprint, base.mode, base.max_length)
+    if mine != theirs:
+        raise ValueError(
+            f"base (text digest, mode, max_length) = {theirs} does not match this "
+            f"query's {mine}; pass engine.evaluate(query) of the same query"
+        )
+
+
+def make_result(**fields: Any) -> TTFTResult:
+    """A :class:`TTFTResult` with ``fields`` and neutral values for the rest."""
+    defaults: dict[str, Any] = {
+        "error": None,
+        "bpb_before": math.nan,
+        "bpb_after": math.nan,
+        "query_bytes": 0,
+        "query_tokens": 0,
+        "query_windows": 0,
+        "query_replaced_chars": 0,
+        "unique_sequences": 0,
+        "planned_steps": 0,
+        "planned_passes": 0,
+        "optimizer_steps": 0,
+        "fwd_bwd_passes": 0,
+        "skipped_steps": 0,
+        "truncated_sequences": 0,
+        "train_replaced_chars": 0,
+        "tokens_trained": 0,
+        "tokens_scored": 0,
+        "mean_train_loss": math.nan,
+        "finetune_s": 0.0,
+        "evaluate_s": 0.0,
+        "reset_s": 0.0,
+    }
+    return TTFTResult(**{**defaults, **fields})
 
 
 @dataclass(frozen=True)
@@ -364,7 +441,7 @@ class TTFTEngine:
             if base is None:
                 before = self._score(plan)
             else:
-                self._check_base(base, plan)
+                check_base(base, plan)
                 before = base
             evaluate_s = clock() - t0
             common: dict[str, Any] = {
@@ -386,7 +463,14 @@ class TTFTEngine:
                 )
 
             t1 = clock()
-            multiset = self._prepare(texts, js)
+            multiset = prepare_multiset(
+                self.tokenizer,
+                texts,
+                js,
+                bos_id=self.bos_id,
+                max_length=self.max_length,
+                device=self.device,
+            )
             common.update(
                 planned_passes=count_passes(multiset.counts, self.config.refresh_interval),
                 skipped_steps=multiset.skipped_steps,
@@ -470,42 +554,6 @@ class TTFTEngine:
     def _score(self, plan: BPBPlan) -> BPBResult:
         return score_bpb(self.model, plan, autocast_dtype=_dtype(self.policy.eval_autocast))
 
-    def _check_base(self, base: BPBResult, plan: BPBPlan) -> None:
-        mine = (plan.fingerprint, plan.mode, plan.max_length)
-        theirs = (base.fingerprint, base.mode, base.max_length)
-        if mine != theirs:
-            raise ValueError(
-                f"base (text digest, mode, max_length) = {theirs} does not match this "
-                f"query's {mine}; pass engine.evaluate(query) of the same query"
-            )
-
-    def _prepare(self, texts: Sequence[str | bytes], counts: list[int]) -> _Multiset:
-        """Tokenize each unique sequence once, prefix BOS, truncate, move to device."""
-        cleaned = [clean_text(t) for t in texts]
-        ids_list = encode(self.tokenizer, [s for s, _ in cleaned])
-        seqs, js = [], []
-        truncated = skipped = 0
-        for ids, j in zip(ids_list, counts, strict=True):
-            seq = [self.bos_id, *ids]
-            if len(seq) > self.max_length:
-                truncated += 1
-                seq = seq[: self.max_length]
-            if len(seq) < 2:  # no token to predict: the element's steps are skipped
-                skipped += j
-                j = 0
-            seqs.append(seq)
-            js.append(j)
-        # One host-to-device copy for the whole multiset, then views per sequence.
-        flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(self.device)
-        views = torch.split(flat, [len(s) for s in seqs]) if seqs else ()
-        return _Multiset(
-            sequences=tuple(v.unsqueeze(0) for v in views),
-            counts=tuple(js),
-            skipped_steps=skipped,
-            truncated=truncated,
-            replaced_chars=sum(n for _, n in cleaned),
-        )
-
     def _loss(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy of one unpadded sequence (1, T)."""
         # Autocast is entered per forward, never around the loop: its cache of bf16
@@ -518,7 +566,7 @@ class TTFTEngine:
         labels = F.pad(input_ids[0, 1:], (0, 1), value=-100)  # (T,), last one ignored
         return F.cross_entropy(logits[0].float(), labels, ignore_index=-100)
 
-    def _finetune(self, multiset: _Multiset, t_start: float) -> _Finetuned:
+    def _finetune(self, multiset: Multiset, t_start: float) -> _Finetuned:
         cfg = self.config
         budget = cfg.time_budget_s
         optimizer = build_optimizer(self._params, cfg, self.policy)
@@ -559,30 +607,7 @@ class TTFTEngine:
         return _Finetuned("ok", None, steps, passes, tokens, loss_sum)
 
     def _result(self, **fields: Any) -> TTFTResult:
-        defaults: dict[str, Any] = {
-            "error": None,
-            "bpb_before": math.nan,
-            "bpb_after": math.nan,
-            "query_bytes": 0,
-            "query_tokens": 0,
-            "query_windows": 0,
-            "query_replaced_chars": 0,
-            "unique_sequences": 0,
-            "planned_steps": 0,
-            "planned_passes": 0,
-            "optimizer_steps": 0,
-            "fwd_bwd_passes": 0,
-            "skipped_steps": 0,
-            "truncated_sequences": 0,
-            "train_replaced_chars": 0,
-            "tokens_trained": 0,
-            "tokens_scored": 0,
-            "mean_train_loss": math.nan,
-            "finetune_s": 0.0,
-            "evaluate_s": 0.0,
-            "reset_s": 0.0,
-        }
-        result = TTFTResult(**{**defaults, **fields})
+        result = make_result(**fields)
         log.debug(
             "query done: %s bpb %.4f -> %.4f, %d/%d steps, %d passes",
             result.status,
@@ -595,26 +620,36 @@ class TTFTEngine:
         return result
 
     def _autocast(self, dtype: AutocastDtype | None) -> contextlib.AbstractContextManager[Any]:
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=_dtype(dtype))
+        return autocast(self.device, dtype)
 
-    @contextlib.contextmanager
-    def _seeded(self) -> Iterator[None]:
-        """Seed torch from ``config.seed`` for this query without disturbing the
-        caller's random state."""
-        devices: list[int] = []
-        if self.device.type == "cuda":
-            index = self.device.index
-            devices = [torch.cuda.current_device() if index is None else index]
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.config.seed)
-            yield
+    def _seeded(self) -> contextlib.AbstractContextManager[None]:
+        return seeded(self.device, self.config.seed)
 
     def _synchronize(self) -> None:
         """Wait for queued device work, so stage times measure the work itself."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Seed torch with ``seed`` inside the block without disturbing the caller's
+    random state (on ``device`` and the CPU)."""
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def autocast(
+    device: torch.device, dtype: AutocastDtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` on ``device``, or nothing for full precision."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_dtype(dtype))
 
 
 def _dtype(name: AutocastDtype | None) -> torch.dtype | None:

@@ -85,7 +85,14 @@ def test_killed_worker_queries_are_retried_elsewhere(
     cfg = smoke_config(
         smoke_index_dir,
         tmp_path,
-        ["cluster.max_in_flight_per_worker=1", "experiment.results_part_rows=1"],
+        # One job at a time: a call holds one query, so the lost query is the one the
+        # worker died on and its retry counts an attempt (a lost call of several
+        # queries is split and retried without blame: tests/test_scheduler.py).
+        [
+            "cluster.max_in_flight_per_worker=1",
+            "experiment.results_part_rows=1",
+            "finetune.batch_jobs=1",
+        ],
     )
     run_dir = tmp_path / run_id_for(cfg)
     killed: list[str] = []
@@ -188,6 +195,7 @@ def test_hung_worker_is_killed_replaced_and_its_query_retried(
             "cluster.max_in_flight_per_worker=1",
             "cluster.attempt_timeout_s=20",
             "cluster.retry_backoff_s=0",
+            "finetune.batch_jobs=1",  # one query per call: its retry counts an attempt
         ],
     )
     stopped: list[int] = []
