@@ -12,7 +12,8 @@
    ``torch._foreach_copy_`` (no state-dict reload, no host round trip).
 
 Training sequences are ``[BOS] + tokens`` (the same document-start prefix that
-:mod:`hullft.bpb` scores with), truncated to ``max_length`` and run one at a time
+:mod:`hullft.bpb` scores with; ``finetune.train_tokenization=paper``: the published
+tokenization, see :mod:`hullft.train_tokens`), truncated to ``max_length`` and run one at a time
 (batch size 1, as in the published procedure), so nothing is ever padded.
 
 Precision and kernels come from a :class:`RuntimePolicy`: fused optimizer kernels
@@ -52,7 +53,6 @@ from hullft.bpb import (
     BPBPlan,
     BPBResult,
     clean_text,
-    encode,
     plan_bpb,
     prefix_token_id,
     resolve_max_length,
@@ -60,6 +60,7 @@ from hullft.bpb import (
 )
 from hullft.config import FinetuneConfig
 from hullft.reuse import check_counts, count_passes, reuse_schedule
+from hullft.train_tokens import training_tokens
 
 log = logging.getLogger(__name__)
 
@@ -480,20 +481,21 @@ class TTFTEngine:
             )
 
     def _prepare(self, texts: Sequence[str | bytes], counts: list[int]) -> _Multiset:
-        """Tokenize each unique sequence once, prefix BOS, truncate, move to device."""
-        cleaned = [clean_text(t) for t in texts]
-        ids_list = encode(self.tokenizer, [s for s, _ in cleaned])
+        """Tokenize each unique sequence once (``config.train_tokenization``:
+        ``[BOS] + tokens`` or the published tokenization), truncate, move to device."""
+        tokens = training_tokens(
+            self.tokenizer,
+            texts,
+            max_length=self.max_length,
+            tokenization=self.config.train_tokenization,
+        )
         seqs, js = [], []
-        truncated = skipped = 0
-        for ids, j in zip(ids_list, counts, strict=True):
-            seq = [self.bos_id, *ids]
-            if len(seq) > self.max_length:
-                truncated += 1
-                seq = seq[: self.max_length]
-            if len(seq) < 2:  # no token to predict: the element's steps are skipped
+        skipped = 0
+        for ids, j in zip(tokens.ids, counts, strict=True):
+            if len(ids) < 2:  # no token to predict: the element's steps are skipped
                 skipped += j
                 j = 0
-            seqs.append(seq)
+            seqs.append(ids)
             js.append(j)
         # One host-to-device copy for the whole multiset, then views per sequence.
         flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(self.device)
@@ -502,8 +504,8 @@ class TTFTEngine:
             sequences=tuple(v.unsqueeze(0) for v in views),
             counts=tuple(js),
             skipped_steps=skipped,
-            truncated=truncated,
-            replaced_chars=sum(n for _, n in cleaned),
+            truncated=tokens.truncated,
+            replaced_chars=tokens.replaced_chars,
         )
 
     def _loss(self, input_ids: torch.Tensor) -> torch.Tensor:
