@@ -28,7 +28,7 @@ from actors.policy import Decision, Failure, FailurePolicy, WorkerPlan, plan_wor
 from actors.selector import SelectorService
 from hullft.config import RunConfig, config_to_dict
 from hullft.pipeline import Candidates, RowContext, row_config, run_id_for
-from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, failure_rows
+from hullft.results import BASE_METHOD, STATUS_FAILED, ResultSink, RunSummary, failure_rows
 from hullft.rundir import RunDirLease, claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -38,24 +38,6 @@ SEARCH_BATCH = 16
 WORKER_START_TIMEOUT_S = 600.0
 """How long to wait for at least one worker to be scheduled before giving up."""
 ACTOR_NAMESPACE = "hullft"
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    run_dir: Path
-    complete: bool
-    queries_total: int
-    queries_processed: int
-    rows_written: int
-    failed_rows: int
-    retried_queries: int
-    workers_replaced: int
-    elapsed_s: float
-    loop_s: float = 0.0
-    """Seconds in the streaming loop (actor start-up and model loading included)."""
-    report: Path | None = None
-    message: str = ""
 
 
 @dataclass

@@ -59,6 +59,7 @@ from hullft.bpb import (
     score_bpb,
 )
 from hullft.config import FinetuneConfig
+from hullft.results import BLANK_QUERY_ERROR, Outcome, is_blank
 from hullft.reuse import check_counts, count_passes, reuse_schedule
 from hullft.train_tokens import training_tokens
 
@@ -148,62 +149,13 @@ def build_optimizer(
 
 
 @dataclass(frozen=True)
-class TTFTResult:
-    """One query through the engine. Primitives only, so it pickles cheaply."""
+class TTFTResult(Outcome):
+    """One query through the engine: the :class:`~hullft.results.Outcome` fields
+    (declared and documented there, shared with every result row), with the
+    engine's own statuses. ``ResultRow.with_outcome`` makes it a row."""
 
-    status: TTFTStatus
+    status: TTFTStatus = "ok"
     """See :data:`TTFTStatus`."""
-    error: str | None
-    """What went wrong, for ``empty_query`` and ``nonfinite_loss``."""
-    bpb_before: float
-    """BPB of the query under the base weights (NaN for an empty query)."""
-    bpb_after: float
-    """BPB after finetuning (equal to ``bpb_before`` when no step ran; NaN when a
-    loss was non-finite)."""
-    query_bytes: int
-    """UTF-8 bytes of the query (the BPB denominator)."""
-    query_tokens: int
-    """Query tokens scored per evaluation."""
-    query_windows: int
-    """Forward-pass rows per evaluation (more than one for queries past the context)."""
-    query_replaced_chars: int
-    """Invalid UTF-8 in the query, replaced by U+FFFD."""
-    unique_sequences: int
-    """Distinct training sequences in the multiset."""
-    planned_steps: int
-    """N = Σ J_k: optimizer steps the multiset asks for."""
-    planned_passes: int
-    """Σ ⌈J_k / r⌉ over sequences with tokens: forward/backward passes planned."""
-    optimizer_steps: int
-    """Optimizer steps taken."""
-    fwd_bwd_passes: int
-    """Forward/backward passes taken."""
-    skipped_steps: int
-    """Steps not taken because their sequence has no tokens to train on."""
-    truncated_sequences: int
-    """Distinct training sequences cut at ``max_length`` tokens."""
-    train_replaced_chars: int
-    """Invalid UTF-8 in the training sequences, replaced by U+FFFD."""
-    tokens_trained: int
-    """Tokens through forward/backward passes (BOS included)."""
-    tokens_scored: int
-    """Tokens through evaluation forward passes in this call (BOS and window
-    context included; 0 for the before-score when ``base`` was given)."""
-    mean_train_loss: float
-    """Mean token cross-entropy (nats) over the passes taken; NaN if none."""
-    finetune_s: float
-    """Seconds tokenizing the multiset and taking the steps."""
-    evaluate_s: float
-    """Seconds scoring the query in this call (before, unless given, and after)."""
-    reset_s: float
-    """Seconds restoring the base weights."""
-    batch_size: int = 1
-    """Jobs trained together with this one, itself included (1 = one at a time)."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the BPBs are meaningful (``ok`` or ``budget_exhausted``)."""
-        return self.status in ("ok", "budget_exhausted")
 
 
 @dataclass(frozen=True)
@@ -349,10 +301,10 @@ class TTFTEngine:
             raise ValueError(f"{len(texts)} texts but {len(js)} counts; give one count per text")
         clock = self._clock
         text, replaced = clean_text(query)
-        if not text.strip():
+        if is_blank(text):
             return self._result(
                 status="empty_query",
-                error="the query is empty or whitespace-only; there is nothing to score",
+                error=BLANK_QUERY_ERROR,
                 query_bytes=len(text.encode("utf-8")),
                 query_replaced_chars=replaced,
                 unique_sequences=len(texts),
@@ -561,30 +513,7 @@ class TTFTEngine:
         return _Finetuned("ok", None, steps, passes, tokens, loss_sum)
 
     def _result(self, **fields: Any) -> TTFTResult:
-        defaults: dict[str, Any] = {
-            "error": None,
-            "bpb_before": math.nan,
-            "bpb_after": math.nan,
-            "query_bytes": 0,
-            "query_tokens": 0,
-            "query_windows": 0,
-            "query_replaced_chars": 0,
-            "unique_sequences": 0,
-            "planned_steps": 0,
-            "planned_passes": 0,
-            "optimizer_steps": 0,
-            "fwd_bwd_passes": 0,
-            "skipped_steps": 0,
-            "truncated_sequences": 0,
-            "train_replaced_chars": 0,
-            "tokens_trained": 0,
-            "tokens_scored": 0,
-            "mean_train_loss": math.nan,
-            "finetune_s": 0.0,
-            "evaluate_s": 0.0,
-            "reset_s": 0.0,
-        }
-        result = TTFTResult(**{**defaults, **fields})
+        result = TTFTResult(**fields)
         log.debug(
             "query done: %s bpb %.4f -> %.4f, %d/%d steps, %d passes",
             result.status,
