@@ -20,6 +20,8 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import platform
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,21 +107,36 @@ def record_invocation(
         "queries_processed": processed,
         "complete": complete,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hardware": hardware(),
     }
     with open(out / WALL_LOG, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry) + "\n")
 
 
-def wall_seconds(cfg: RunConfig) -> dict[str, float]:
-    """Seconds spent per point label over every recorded invocation of this study."""
+def hardware() -> str:
+    """One line naming the machine a point ran on (CPU cores, processor, GPU)."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    proc = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} CPU cores ({proc}, {platform.system()}), {gpu}"
+
+
+def invocations(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The study's wall-time log entries, oldest first."""
     path = Path(cfg.experiment.output_dir).expanduser() / WALL_LOG
     study = cfg.experiment.run_id or cfg.experiment.name
+    if not path.exists():
+        return []
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [e for e in entries if e.get("study") == study]
+
+
+def wall_seconds(cfg: RunConfig) -> dict[str, float]:
+    """Seconds spent per point label over every recorded invocation of this study."""
     total: dict[str, float] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line)
-            if entry.get("study") == study:
-                total[entry["point"]] = total.get(entry["point"], 0.0) + entry["seconds"]
+    for entry in invocations(cfg):
+        total[entry["point"]] = total.get(entry["point"], 0.0) + entry["seconds"]
     return total
 
 
@@ -386,10 +403,14 @@ def write_report(
         ]
     total = sum(v for v in wall.values() if not math.isnan(v))
     info = {**provenance(), **dict(extra_provenance or {})}
+    machines = sorted({e.get("hardware", "not recorded") for e in invocations(cfg)})
     lines += [
         "## Provenance",
         "",
-        f"Wall time over all points and invocations: {_hms(total)}.",
+        f"Wall time over all points and invocations: {_hms(total)} "
+        f"({len(invocations(cfg))} point invocations). Ran on: "
+        + ("; ".join(machines) if machines else "not recorded")
+        + ". The report was written on the machine below.",
         "",
         "```json",
         json.dumps({"provenance": info, "config": config_to_dict(cfg)}, indent=2),

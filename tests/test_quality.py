@@ -104,6 +104,7 @@ def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
     assert "HullFT is below kNN" in text
     assert "sift − kNN = +0.0000 BPB, 95 % CI [+0.0000, +0.0000]" in text  # no spread
     assert "1m 05s" in text and "## N = 8, equal steps" in text
+    assert "2 point invocations). Ran on: " in text and "CPU cores" in text
     figs = tmp_path / "docs" / "results"
     for name in ("bpb_vs_n.png", "bpb_vs_seconds.png", "diff_n4.png", "diff_n8.png"):
         assert (figs / name).stat().st_size > 1000, name
