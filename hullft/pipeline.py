@@ -190,7 +190,7 @@ def finetune_and_score_batch(
         )
         rows: list[ResultRow] = []
         if item.with_base:
-            outcome = base_outcome(cands.text, base.bpb, base.n_input_tokens, base.seconds)
+            outcome = base_outcome(cands.text, base)
             rows.append(template.with_outcome(outcome, method=BASE_METHOD))
         for ms in item.selections:
             if ms.selection is None:

@@ -18,9 +18,9 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,40 @@ class Outcome:
 OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
 
 
-def base_outcome(query: str, bpb: float, tokens_scored: int, seconds: float) -> Outcome:
-    """The ``base`` method's outcome: the query scored with the base weights, no
+class QueryScore(Protocol):
+    """What the ``base`` row needs of a query's base score (``hullft.bpb.BPBResult``)."""
+
+    @property
+    def bpb(self) -> float: ...
+    @property
+    def n_bytes(self) -> int: ...
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def n_windows(self) -> int: ...
+    @property
+    def n_input_tokens(self) -> int: ...
+    @property
+    def replaced_chars(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+def base_outcome(query: str, score: QueryScore) -> Outcome:
+    """The ``base`` method's outcome: ``query`` scored with the base weights, no
     finetuning; a blank query (:func:`is_blank`) has nothing to score."""
     if is_blank(query):
-        return Outcome(status="empty_query", error=BLANK_QUERY_ERROR)
-    return Outcome(bpb_before=bpb, bpb_after=bpb, tokens_scored=tokens_scored, evaluate_s=seconds)
+        return Outcome(status="empty_query", error=BLANK_QUERY_ERROR, query_bytes=score.n_bytes)
+    return Outcome(
+        bpb_before=score.bpb,
+        bpb_after=score.bpb,
+        query_bytes=score.n_bytes,
+        query_tokens=score.n_tokens,
+        query_windows=score.n_windows,
+        query_replaced_chars=score.replaced_chars,
+        tokens_scored=score.n_input_tokens,
+        evaluate_s=score.seconds,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,13 +193,15 @@ class ResultRow(Outcome):
         )
 
     def to_record(self) -> dict[str, Any]:
-        rec = asdict(self)
+        rec = {name: getattr(self, name) for name in ROW_COLUMNS}
         rec["support_ids"] = list(self.support_ids)
         rec["support_counts"] = list(self.support_counts)
         return rec
 
 
-ROW_COLUMNS = tuple(f.name for f in fields(ResultRow))
+_ROW_KEY = ("run_id", "query_id", "method", "domain")
+ROW_COLUMNS = (*_ROW_KEY, *(f.name for f in fields(ResultRow) if f.name not in _ROW_KEY))
+"""Parquet columns, in order: who and what first, then the rest as declared."""
 
 
 class DuplicateResultError(RuntimeError):
@@ -497,7 +527,8 @@ def _schema() -> Any:
         "error": pa.string(),
     }
     cols = []
-    for f in fields(ResultRow):
+    by_name = {f.name: f for f in fields(ResultRow)}
+    for f in (by_name[name] for name in ROW_COLUMNS):
         if f.name in types:
             cols.append(pa.field(f.name, types[f.name]))
         elif f.type in ("int", int):

@@ -48,7 +48,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert sorted(df["method"]) == ["base", "knn"]
     assert list(df["support_ids"][0]) == [3, 1] and list(df["support_counts"][0]) == [2, 1]
     assert df["bpb_after"].tolist() == [0.9, 0.9]
-    assert tuple(df.columns) == ROW_COLUMNS
+    assert tuple(df.columns) == ROW_COLUMNS and ROW_COLUMNS[:3] == ("run_id", "query_id", "method")
     assert df["unique_sequences"].tolist() == [2, 2] and df["mean_train_loss"].tolist() == [2.5] * 2
     assert str(df["unique_sequences"].dtype) == "int64"
 
@@ -308,12 +308,32 @@ def test_a_row_is_its_outcome_field_for_field() -> None:
 
 
 def test_the_blank_query_rule_is_shared_by_the_base_row() -> None:
+    from hullft.bpb import BPBResult
+
+    score = BPBResult(
+        bpb=1.25,
+        nll_bits=10.0,
+        n_bytes=8,
+        n_tokens=4,
+        n_input_tokens=5,
+        n_windows=1,
+        n_texts=1,
+        replaced_chars=1,
+        unscored_tokens=0,
+        truncated_texts=0,
+        mode="rolling",
+        max_length=64,
+        fingerprint="x",
+        seconds=0.5,
+    )
     for blank in ("", "  \n\t"):
-        out = base_outcome(blank, 1.0, 10, 0.5)
+        out = base_outcome(blank, score)
         assert (out.status, out.error) == ("empty_query", BLANK_QUERY_ERROR)
         assert math.isnan(out.bpb_before) and math.isnan(out.bpb_after)
-    out = base_outcome("text", 1.25, 10, 0.5)
-    assert (out.status, out.bpb_before, out.bpb_after, out.tokens_scored) == ("ok", 1.25, 1.25, 10)
+    out = base_outcome("text", score)
+    assert (out.status, out.bpb_before, out.bpb_after) == ("ok", 1.25, 1.25)
+    assert (out.query_bytes, out.query_tokens, out.query_windows) == (8, 4, 1)
+    assert (out.query_replaced_chars, out.tokens_scored, out.evaluate_s) == (1, 5, 0.5)
 
 
 def test_a_run_written_by_0_1_resumes_and_reads_in_the_current_schema(tmp_path: Path) -> None:
