@@ -170,7 +170,7 @@ def load_points(cfg: RunConfig, *, n_resamples: int = 9999, seed: int = 0) -> li
 
 def verdict(d: PairedDifference) -> str:
     """Plain words for a paired difference vs kNN."""
-    if d.queries < 2 or math.isnan(d.ci_low):
+    if math.isnan(d.ci_low):
         return "too few queries to say"
     name = {"hullft": "HullFT", "sift": "SIFT"}.get(d.method, d.method)
     if d.ci_high < 0:
@@ -239,7 +239,7 @@ def plot_differences(result: PointResult, path: Path) -> Path:
     plt = _pyplot()
     scopes = list(result.scopes)
     methods = [d.method for d in result.overall.differences]
-    fig, ax = plt.subplots(figsize=(6.4, 0.35 * len(scopes) * max(1, len(methods)) + 1.2))
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(scopes) + 1.4))
     step = 0.8 / max(1, len(methods))
     for j, m in enumerate(methods):
         ys, xs, lo, hi = [], [], [], []
@@ -253,6 +253,7 @@ def plot_differences(result: PointResult, path: Path) -> Path:
             xs, ys, xerr=[lo, hi], fmt="o", ms=4, capsize=3, color=COLORS.get(m), label=f"{m} − kNN"
         )
     ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
     ax.set_yticks(range(len(scopes)))
     ax.set_yticklabels([s.scope for s in scopes], fontsize=8)
     ax.invert_yaxis()

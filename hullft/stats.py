@@ -19,8 +19,10 @@ What counts:
   ``(BPB(method) − BPB(base)) / BPB(base)``, in percent.
 
 The CI resamples queries with replacement ("ALL" pools every domain's queries).
-With fewer than two pairs there is no interval (NaN); identical differences give
-the degenerate interval ``[d, d]``.
+With fewer than :data:`MIN_CI_QUERIES` pairs there is no interval (NaN): a
+bootstrap over two or three queries has a handful of distinct resamples and its
+"interval" means nothing. Identical differences give the degenerate interval
+``[d, d]``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ REFERENCE_METHOD = "knn"
 ALL_DOMAINS = "ALL"
 SCORED_STATUSES = ("ok", "budget_exhausted")
 """Statuses whose ``bpb_after`` is a meaningful score (see ``hullft.ttft.TTFTStatus``)."""
+MIN_CI_QUERIES = 5
+"""Fewest paired queries for which a bootstrap CI is reported."""
 METHOD_ORDER = (BASE_METHOD, "knn", "sift", "hullft", "hullft_fw", "hullft_round")
 
 
@@ -55,7 +59,7 @@ class PairedDifference:
     mean: float
     """Mean paired difference (bits per byte); negative = method better."""
     ci_low: float
-    """Lower end of the 95 % bootstrap CI (NaN with fewer than two pairs)."""
+    """Lower end of the 95 % bootstrap CI (NaN with fewer than ``MIN_CI_QUERIES`` pairs)."""
     ci_high: float
     """Upper end of the 95 % bootstrap CI."""
     better: int
@@ -150,7 +154,7 @@ def paired_difference(
     d = v[keep] - r[keep]
     n = int(d.size)
     mean = float(d.mean()) if n else math.nan
-    if n < 2:
+    if n < MIN_CI_QUERIES:
         low = high = math.nan
     elif np.all(d == d[0]):
         low = high = float(d[0])  # no spread: the bootstrap distribution is a point

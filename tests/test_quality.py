@@ -118,7 +118,7 @@ def test_verdict_words():
     assert "below kNN" in verdict(diff(-0.2, -0.1))
     assert "above kNN" in verdict(diff(0.1, 0.2))
     assert "covers zero" in verdict(diff(-0.1, 0.1))
-    assert verdict(diff(math.nan, math.nan, 1)) == "too few queries to say"
+    assert verdict(diff(math.nan, math.nan, 4)) == "too few queries to say"
 
 
 def test_an_empty_study_reports_no_results(tmp_path):

@@ -122,7 +122,9 @@ def test_failed_and_unpaired_rows_are_left_out():
 def test_degenerate_samples_and_bad_input():
     one = paired_difference(np.array([1.0]), np.array([2.0]))
     assert one.queries == 1 and one.mean == -1.0 and math.isnan(one.ci_low)
-    flat = paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.5, 1.5, 2.5]))
+    few = paired_difference(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.5, 2.0, 4.5]))
+    assert few.queries == 4 and math.isnan(few.ci_low) and math.isnan(few.ci_high)
+    flat = paired_difference(np.arange(5.0), np.arange(5.0) - 0.5)
     assert (flat.ci_low, flat.ci_high) == (0.5, 0.5) and flat.significant
     with pytest.raises(ValueError, match="shape"):
         paired_difference(np.zeros(2), np.zeros(3))
