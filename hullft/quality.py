@@ -115,7 +115,7 @@ def record_invocation(
 
 def hardware() -> str:
     """One line naming the machine a point ran on (CPU cores, processor, GPU)."""
-    import torch
+    import torch  # heavy; the report alone never needs it
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     proc = platform.processor() or platform.machine()
@@ -226,6 +226,8 @@ STATS_FORMATS = {
 
 
 def _pyplot() -> Any:
+    # Imported here: the backend must be chosen before pyplot is first imported,
+    # and reading results should not pay for matplotlib.
     import matplotlib
 
     matplotlib.use("Agg")
