@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from actors.cli import load_config
+from actors.compose import load_config
 from actors.driver import run_pipeline
 from hullft.config import RunConfig
 from hullft.quality import point_config, quality_points, record_invocation, write_report

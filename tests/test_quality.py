@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from actors.cli import load_config
+from actors.compose import load_config
 from hullft.quality import (
     QualityPoint,
     load_points,
