@@ -3,7 +3,7 @@
     python benchmarks/quality.py run [hydra overrides]     # start, or resume: the same command
     python benchmarks/quality.py report [hydra overrides] [--out docs/results.md]
 
-Both compose ``experiment=quality`` (configs/experiment/quality.yaml) with the
+Both compose ``experiment=quality`` (hullft/configs/experiment/quality.yaml) with the
 overrides, exactly as ``hullft run`` does. ``run`` runs every point of the sweep
 (``hullft.quality.quality_points``) as an ordinary, resumable run through the
 Ray driver; rerunning it after an interruption skips every finished
