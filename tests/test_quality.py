@@ -79,6 +79,7 @@ def write_point(cfg, point, effect: float, queries: int = 6, seed: int = 0):
                 for m, b in bpbs.items()
             ]
             sink.write(rows)
+    sink.close()
 
 
 def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
