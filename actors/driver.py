@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +26,12 @@ from actors.pool import ACTOR_NAMESPACE, ActorPool, worker_actor_name
 from actors.scheduler import Actors, Scheduler, Task
 from hullft.config import RunConfig, config_to_dict
 from hullft.pipeline import row_config, run_id_for
-from hullft.results import BASE_METHOD, ResultSink
+from hullft.results import BASE_METHOD, ResultSink, RunSummary
 from hullft.rundir import RunDirLease, claim_run_dir
 
 __all__ = ["ACTOR_NAMESPACE", "RunSummary", "ensure_index", "run_pipeline", "worker_actor_name"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    run_dir: Path
-    complete: bool
-    queries_total: int
-    queries_processed: int
-    rows_written: int
-    failed_rows: int
-    retried_queries: int
-    workers_replaced: int
-    elapsed_s: float
-    loop_s: float = 0.0
-    """Seconds in the streaming loop (actor start-up and model loading included)."""
-    report: Path | None = None
-    message: str = ""
 
 
 def run_pipeline(

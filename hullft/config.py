@@ -312,6 +312,10 @@ class FinetuneConfig:
     bpb_mode: Literal["rolling", "paper"] = "rolling"
     """``rolling``: every token scored (DESIGN.md §4.6); ``paper``: the published
     computation (truncate, skip first token), for comparison only."""
+    train_tokenization: Literal["bos", "paper"] = "bos"
+    """Training sequences: ``bos`` = ``[BOS] + tokens`` (the prefix and tokens BPB scores
+    with); ``paper`` = the published code's tokenizer call (its defaults, no prefix,
+    special-token strings matched). Both truncate to the context (``hullft.train_tokens``)."""
     seed: int = 0
     """Seed for anything stochastic in finetuning (dropout is off in eval/train here)."""
     batch_jobs: int | Literal["auto"] = "auto"
@@ -328,6 +332,14 @@ class FinetuneConfig:
             f"finetune.batch_jobs must be an integer >= 1 or auto, got {self.batch_jobs!r}",
         )
         _require(self.lr > 0, f"finetune.lr must be > 0, got {self.lr}")
+        _require(
+            self.train_tokenization in ("bos", "paper"),
+            f"finetune.train_tokenization must be bos or paper, got {self.train_tokenization!r}",
+        )
+        _require(
+            self.bpb_mode in ("rolling", "paper"),
+            f"finetune.bpb_mode must be rolling or paper, got {self.bpb_mode!r}",
+        )
         _require(self.eps > 0, "finetune.eps must be > 0")
         _require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),

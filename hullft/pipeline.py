@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hullft.config import RunConfig, SelectionConfig, config_to_dict
-from hullft.results import BASE_METHOD, STATUS_FAILED, ResultRow
+from hullft.results import BASE_METHOD, STATUS_FAILED, Outcome, ResultRow, base_outcome
 
 if TYPE_CHECKING:
     from hullft.data.queries import Query
@@ -62,7 +62,6 @@ class RowContext:
     attempt: int = 1
     k: int = 0
     n: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def retrieve(index: Any, embedder: Any, queries: Sequence[Query], k: int) -> list[Candidates]:
@@ -174,9 +173,11 @@ def finetune_and_score_batch(
     out: list[list[ResultRow]] = []
     for item, base in zip(items, bases, strict=True):
         cands, ctx = item.cands, item.ctx
-        common = dict(
+        # Who produced the rows; every row of this query is this one with its outcome.
+        template = ResultRow(
             run_id=ctx.run_id,
             query_id=cands.query_id,
+            method=BASE_METHOD,
             domain=cands.domain,
             k=ctx.k,
             n=ctx.n,
@@ -189,68 +190,21 @@ def finetune_and_score_batch(
         )
         rows: list[ResultRow] = []
         if item.with_base:
-            # The same rule as TTFTEngine.run: a blank query has nothing to score.
-            blank = not cands.text.strip()
-            bpb = float("nan") if blank else base.bpb
-            rows.append(
-                ResultRow(
-                    method=BASE_METHOD,
-                    status="empty_query" if blank else "ok",
-                    error="the query is empty or whitespace-only" if blank else None,
-                    bpb_before=bpb,
-                    bpb_after=bpb,
-                    tokens_scored=base.n_input_tokens,
-                    evaluate_s=base.seconds,
-                    extra=dict(ctx.extra),
-                    **common,  # type: ignore[arg-type]
-                )
-            )
+            outcome = base_outcome(cands.text, base)
+            rows.append(template.with_outcome(outcome, method=BASE_METHOD))
         for ms in item.selections:
             if ms.selection is None:
-                rows.append(
-                    ResultRow(
-                        method=ms.method,
-                        status=STATUS_FAILED,
-                        error=ms.error,
-                        select_s=ms.seconds,
-                        bpb_before=base.bpb,
-                        extra=dict(ctx.extra),
-                        **common,  # type: ignore[arg-type]
-                    )
-                )
+                failed = Outcome(status=STATUS_FAILED, error=ms.error, bpb_before=base.bpb)
+                rows.append(template.with_outcome(failed, method=ms.method, select_s=ms.seconds))
                 continue
-            sel = ms.selection
             res, seq_ids = next(results)
             rows.append(
-                ResultRow(
+                template.with_outcome(
+                    res,
                     method=ms.method,
-                    status=res.status,
-                    error=res.error,
                     support_ids=tuple(int(s) for s in seq_ids),
-                    support_counts=tuple(int(c) for c in sel.counts),
-                    bpb_before=res.bpb_before,
-                    bpb_after=res.bpb_after,
-                    fwd_bwd_passes=res.fwd_bwd_passes,
-                    optimizer_steps=res.optimizer_steps,
-                    planned_steps=res.planned_steps,
-                    tokens_trained=res.tokens_trained,
-                    tokens_scored=res.tokens_scored,
-                    truncated_sequences=res.truncated_sequences,
+                    support_counts=tuple(int(c) for c in ms.selection.counts),
                     select_s=ms.seconds,
-                    finetune_s=res.finetune_s,
-                    evaluate_s=res.evaluate_s,
-                    reset_s=res.reset_s,
-                    batch_size=res.batch_size,
-                    extra={
-                        **ctx.extra,
-                        "unique_sequences": res.unique_sequences,
-                        "planned_passes": res.planned_passes,
-                        "skipped_steps": res.skipped_steps,
-                        "mean_train_loss": res.mean_train_loss,
-                        "query_replaced_chars": res.query_replaced_chars,
-                        "train_replaced_chars": res.train_replaced_chars,
-                    },
-                    **common,  # type: ignore[arg-type]
                 )
             )
         out.append(rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hullft.results import BASE_METHOD, read_results
+from hullft.results import BASE_METHOD, RunSummary, read_results
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def provenance_section(cfg: Any) -> list[str]:
     return ["## Provenance", "", "```json", json.dumps(payload, indent=2), "```", ""]
 
 
-def summarize_run(run_dir: Path, cfg: Any, summary: Any) -> Path:
+def summarize_run(run_dir: Path, cfg: Any, summary: RunSummary) -> Path:
     """Print the summary table and write ``report.md`` next to the results."""
     df = read_results(run_dir)
     table = summary_table(df)

@@ -10,76 +10,198 @@ method) pairs are done and the driver skips them; a pair is never written twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
 BASE_METHOD = "base"
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
+STATUS_OK: Final = "ok"
+STATUS_FAILED: Final = "failed"
+
+RowStatus = Literal["ok", "empty_query", "nonfinite_loss", "budget_exhausted", "failed"]
+"""How a row ended: the engine's statuses (``hullft.ttft.TTFTStatus``) or ``failed``
+(no selection, or the query failed for good after its last attempt)."""
+
+BLANK_QUERY_ERROR = "the query is empty or whitespace-only; there is nothing to score"
+
+
+def is_blank(text: str) -> bool:
+    """The one rule for a query that cannot be scored: empty or whitespace only."""
+    return not text.strip()
 
 
 @dataclass(frozen=True)
-class ResultRow:
-    """One (run_id, query_id, method) outcome. Times are seconds."""
+class Outcome:
+    """What finetuning and scoring one query with one multiset measured.
+
+    The engine's :class:`hullft.ttft.TTFTResult` is this class, and every
+    :class:`ResultRow` carries these fields: they are declared, documented and
+    defaulted here only. Primitives only, so results pickle cheaply.
+    """
+
+    status: RowStatus = STATUS_OK
+    """See :data:`RowStatus` and ``hullft.ttft.TTFTStatus``."""
+    error: str | None = None
+    """What went wrong, for every status but ``ok`` and ``budget_exhausted``."""
+    bpb_before: float = math.nan
+    """BPB of the query under the base weights (NaN for an empty query)."""
+    bpb_after: float = math.nan
+    """BPB after finetuning (equal to ``bpb_before`` when no step ran, and for the
+    ``base`` method; NaN when a loss was non-finite)."""
+    query_bytes: int = 0
+    """UTF-8 bytes of the query (the BPB denominator)."""
+    query_tokens: int = 0
+    """Query tokens scored per evaluation."""
+    query_windows: int = 0
+    """Forward-pass rows per evaluation (more than one for queries past the context)."""
+    query_replaced_chars: int = 0
+    """Invalid UTF-8 in the query, replaced by U+FFFD."""
+    unique_sequences: int = 0
+    """Distinct training sequences in the multiset."""
+    planned_steps: int = 0
+    """N = Σ J_k: optimizer steps the multiset asks for."""
+    planned_passes: int = 0
+    """Σ ⌈J_k / r⌉ over sequences with tokens: forward/backward passes planned."""
+    optimizer_steps: int = 0
+    """Optimizer steps taken."""
+    fwd_bwd_passes: int = 0
+    """Forward/backward passes taken."""
+    skipped_steps: int = 0
+    """Steps not taken because their sequence has no tokens to train on."""
+    truncated_sequences: int = 0
+    """Distinct training sequences cut at ``max_length`` tokens."""
+    train_replaced_chars: int = 0
+    """Invalid UTF-8 in the training sequences, replaced by U+FFFD."""
+    tokens_trained: int = 0
+    """Tokens through forward/backward passes (BOS included)."""
+    tokens_scored: int = 0
+    """Tokens through evaluation forward passes (BOS and window context included;
+    for a method, 0 for the before-score when the base score was shared)."""
+    mean_train_loss: float = math.nan
+    """Mean token cross-entropy (nats) over the passes taken; NaN if none."""
+    finetune_s: float = 0.0
+    """Seconds tokenizing the multiset and taking the steps."""
+    evaluate_s: float = 0.0
+    """Seconds scoring the query (before, unless shared, and after)."""
+    reset_s: float = 0.0
+    """Seconds restoring the base weights."""
+    batch_size: int = 1
+    """Finetuning jobs trained together with this one, itself included (1 = one at a time)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the BPBs are meaningful (``ok`` or ``budget_exhausted``)."""
+        return self.status in ("ok", "budget_exhausted")
+
+
+OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
+
+
+class QueryScore(Protocol):
+    """What the ``base`` row needs of a query's base score (``hullft.bpb.BPBResult``)."""
+
+    @property
+    def bpb(self) -> float: ...
+    @property
+    def n_bytes(self) -> int: ...
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def n_windows(self) -> int: ...
+    @property
+    def n_input_tokens(self) -> int: ...
+    @property
+    def replaced_chars(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+def base_outcome(query: str, score: QueryScore) -> Outcome:
+    """The ``base`` method's outcome: ``query`` scored with the base weights, no
+    finetuning; a blank query (:func:`is_blank`) has nothing to score."""
+    if is_blank(query):
+        return Outcome(status="empty_query", error=BLANK_QUERY_ERROR, query_bytes=score.n_bytes)
+    return Outcome(
+        bpb_before=score.bpb,
+        bpb_after=score.bpb,
+        query_bytes=score.n_bytes,
+        query_tokens=score.n_tokens,
+        query_windows=score.n_windows,
+        query_replaced_chars=score.replaced_chars,
+        tokens_scored=score.n_input_tokens,
+        evaluate_s=score.seconds,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultRow(Outcome):
+    """One (run_id, query_id, method) row: who and what (below) plus the
+    :class:`Outcome` fields. Times are seconds."""
 
     run_id: str
     query_id: str
     method: str
     domain: str
-    status: str = STATUS_OK
-    error: str | None = None
     k: int = 0
     n: int = 0
     support_ids: tuple[int, ...] = ()
     """Sequence ids of the unique selected training sequences, in selection order."""
     support_counts: tuple[int, ...] = ()
     """Multiplicity of each support sequence (sums to the multiset size)."""
-    bpb_before: float = float("nan")
-    bpb_after: float = float("nan")
-    fwd_bwd_passes: int = 0
-    optimizer_steps: int = 0
-    planned_steps: int = 0
-    tokens_trained: int = 0
-    tokens_scored: int = 0
-    truncated_sequences: int = 0
     embed_s: float = 0.0
     search_s: float = 0.0
     select_s: float = 0.0
-    finetune_s: float = 0.0
-    evaluate_s: float = 0.0
-    reset_s: float = 0.0
     worker_id: str = ""
     node_id: str = ""
     device: str = ""
     """Torch device of the model replica that produced the row (``cuda``, ``cpu``)."""
     attempt: int = 1
-    batch_size: int = 1
-    """Finetuning jobs the model replica ran together with this one (itself included)."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Method-specific details (JSON-encoded in Parquet)."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.query_id, self.method)
 
+    def with_outcome(
+        self,
+        outcome: Outcome,
+        *,
+        method: str,
+        support_ids: tuple[int, ...] = (),
+        support_counts: tuple[int, ...] = (),
+        select_s: float = 0.0,
+    ) -> ResultRow:
+        """This row's identity (run, query, worker, ...) with ``method``'s outcome:
+        how an engine result becomes a row, field for field."""
+        measured = {name: getattr(outcome, name) for name in OUTCOME_FIELDS}
+        return dataclasses.replace(
+            self,
+            method=method,
+            support_ids=support_ids,
+            support_counts=support_counts,
+            select_s=select_s,
+            **measured,
+        )
+
     def to_record(self) -> dict[str, Any]:
-        rec = asdict(self)
+        rec = {name: getattr(self, name) for name in ROW_COLUMNS}
         rec["support_ids"] = list(self.support_ids)
         rec["support_counts"] = list(self.support_counts)
-        rec["extra"] = json.dumps(dict(self.extra), sort_keys=True)
         return rec
 
 
-ROW_COLUMNS = tuple(f.name for f in fields(ResultRow))
+_ROW_KEY = ("run_id", "query_id", "method", "domain")
+ROW_COLUMNS = (*_ROW_KEY, *(f.name for f in fields(ResultRow) if f.name not in _ROW_KEY))
+"""Parquet columns, in order: who and what first, then the rest as declared."""
 
 
 class DuplicateResultError(RuntimeError):
@@ -334,6 +456,7 @@ def _open(part: Path, read: Callable[[Path], Any]) -> Any:
 
 
 def _read_part(part: Path, columns: list[str] | None = None) -> Any:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     def read(p: Path) -> Any:
@@ -341,6 +464,7 @@ def _read_part(part: Path, columns: list[str] | None = None) -> Any:
         # has none, so check it against the row schema: a damaged name or type is a
         # column no row schema has.
         want = {f.name: f.type for f in _schema()}
+        want["extra"] = pa.string()  # hullft 0.1 parts; read_results lifts it into columns
         have = pq.read_schema(p)
         bad = sorted(f"{f.name}: {f.type}" for f in have if want.get(f.name) != f.type)
         if bad:
@@ -360,7 +484,14 @@ def iter_result_tables(
 
 
 def read_results(run_dir: str | os.PathLike[str], columns: list[str] | None = None) -> Any:
-    """Load every committed part of a run as a DataFrame."""
+    """Load every committed part of a run as a DataFrame with the :class:`ResultRow`
+    columns (in that order; columns of other versions follow them).
+
+    Parts written by hullft 0.1 kept some outcome fields in a JSON ``extra`` column;
+    they are lifted into their typed columns, and the columns those parts never had
+    (e.g. ``query_bytes``, ``batch_size``) are NaN there: unknown, not zero. Such a run
+    resumes like any other (only ``query_id`` and ``method`` decide what is done).
+    """
     import pandas as pd
     import pyarrow as pa
 
@@ -368,7 +499,23 @@ def read_results(run_dir: str | os.PathLike[str], columns: list[str] | None = No
     if not tables:
         return pd.DataFrame(columns=list(columns or ROW_COLUMNS))
     # Parts written by another hullft version may lack newer columns: fill with nulls.
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
+    df = _upgrade(pa.concat_tables(tables, promote_options="default").to_pandas(), run_dir)
+    known = [c for c in ROW_COLUMNS if c in df.columns]
+    return df[known + [c for c in df.columns if c not in ROW_COLUMNS]]
+
+
+def _upgrade(df: Any, run_dir: str | os.PathLike[str]) -> Any:
+    """Rows of 0.1 parts in the current schema: their ``extra`` JSON becomes columns."""
+    if "extra" not in df.columns:
+        return df
+    lifted = [json.loads(x) if isinstance(x, str) and x else {} for x in df["extra"]]
+    for name in OUTCOME_FIELDS:
+        values = [d.get(name, math.nan) for d in lifted]
+        df[name] = df[name].where(df[name].notna(), values) if name in df.columns else values
+    unknown = sorted({k for d in lifted for k in d} - set(OUTCOME_FIELDS))
+    if unknown:
+        log.warning("%s: dropping unknown 'extra' keys %s (hullft 0.1)", run_dir, unknown)
+    return df.drop(columns=["extra"])
 
 
 def _schema() -> Any:
@@ -378,10 +525,10 @@ def _schema() -> Any:
         "support_ids": pa.list_(pa.int64()),
         "support_counts": pa.list_(pa.int32()),
         "error": pa.string(),
-        "extra": pa.string(),
     }
     cols = []
-    for f in fields(ResultRow):
+    by_name = {f.name: f for f in fields(ResultRow)}
+    for f in (by_name[name] for name in ROW_COLUMNS):
         if f.name in types:
             cols.append(pa.field(f.name, types[f.name]))
         elif f.type in ("int", int):
@@ -430,3 +577,24 @@ def failure_rows(
         )
         for m in methods
     ]
+
+
+@dataclass
+class RunSummary:
+    """What one invocation of a run did (``actors.driver.run_pipeline`` returns it;
+    the report reads it)."""
+
+    run_id: str
+    run_dir: Path
+    complete: bool
+    queries_total: int
+    queries_processed: int
+    rows_written: int
+    failed_rows: int
+    retried_queries: int
+    workers_replaced: int
+    elapsed_s: float
+    loop_s: float = 0.0
+    """Seconds in the streaming loop (actor start-up and model loading included)."""
+    report: Path | None = None
+    message: str = ""

@@ -12,7 +12,8 @@
    ``torch._foreach_copy_`` (no state-dict reload, no host round trip).
 
 Training sequences are ``[BOS] + tokens`` (the same document-start prefix that
-:mod:`hullft.bpb` scores with), truncated to ``max_length`` and run one at a time
+:mod:`hullft.bpb` scores with; ``finetune.train_tokenization=paper``: the published
+tokenization, see :mod:`hullft.train_tokens`), truncated to ``max_length`` and run one at a time
 (batch size 1, as in the published procedure), so nothing is ever padded.
 
 Precision and kernels come from a :class:`RuntimePolicy`: fused optimizer kernels
@@ -52,14 +53,15 @@ from hullft.bpb import (
     BPBPlan,
     BPBResult,
     clean_text,
-    encode,
     plan_bpb,
     prefix_token_id,
     resolve_max_length,
     score_bpb,
 )
 from hullft.config import FinetuneConfig
+from hullft.results import BLANK_QUERY_ERROR, Outcome, is_blank
 from hullft.reuse import check_counts, count_passes, reuse_schedule
+from hullft.train_tokens import TrainTokenization, training_tokens
 
 log = logging.getLogger(__name__)
 
@@ -147,62 +149,13 @@ def build_optimizer(
 
 
 @dataclass(frozen=True)
-class TTFTResult:
-    """One query through the engine. Primitives only, so it pickles cheaply."""
+class TTFTResult(Outcome):
+    """One query through the engine: the :class:`~hullft.results.Outcome` fields
+    (declared and documented there, shared with every result row), with the
+    engine's own statuses. ``ResultRow.with_outcome`` makes it a row."""
 
-    status: TTFTStatus
+    status: TTFTStatus = "ok"
     """See :data:`TTFTStatus`."""
-    error: str | None
-    """What went wrong, for ``empty_query`` and ``nonfinite_loss``."""
-    bpb_before: float
-    """BPB of the query under the base weights (NaN for an empty query)."""
-    bpb_after: float
-    """BPB after finetuning (equal to ``bpb_before`` when no step ran; NaN when a
-    loss was non-finite)."""
-    query_bytes: int
-    """UTF-8 bytes of the query (the BPB denominator)."""
-    query_tokens: int
-    """Query tokens scored per evaluation."""
-    query_windows: int
-    """Forward-pass rows per evaluation (more than one for queries past the context)."""
-    query_replaced_chars: int
-    """Invalid UTF-8 in the query, replaced by U+FFFD."""
-    unique_sequences: int
-    """Distinct training sequences in the multiset."""
-    planned_steps: int
-    """N = Σ J_k: optimizer steps the multiset asks for."""
-    planned_passes: int
-    """Σ ⌈J_k / r⌉ over sequences with tokens: forward/backward passes planned."""
-    optimizer_steps: int
-    """Optimizer steps taken."""
-    fwd_bwd_passes: int
-    """Forward/backward passes taken."""
-    skipped_steps: int
-    """Steps not taken because their sequence has no tokens to train on."""
-    truncated_sequences: int
-    """Distinct training sequences cut at ``max_length`` tokens."""
-    train_replaced_chars: int
-    """Invalid UTF-8 in the training sequences, replaced by U+FFFD."""
-    tokens_trained: int
-    """Tokens through forward/backward passes (BOS included)."""
-    tokens_scored: int
-    """Tokens through evaluation forward passes in this call (BOS and window
-    context included; 0 for the before-score when ``base`` was given)."""
-    mean_train_loss: float
-    """Mean token cross-entropy (nats) over the passes taken; NaN if none."""
-    finetune_s: float
-    """Seconds tokenizing the multiset and taking the steps."""
-    evaluate_s: float
-    """Seconds scoring the query in this call (before, unless given, and after)."""
-    reset_s: float
-    """Seconds restoring the base weights."""
-    batch_size: int = 1
-    """Jobs trained together with this one, itself included (1 = one at a time)."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the BPBs are meaningful (``ok`` or ``budget_exhausted``)."""
-        return self.status in ("ok", "budget_exhausted")
 
 
 @dataclass(frozen=True)
@@ -233,26 +186,22 @@ def prepare_multiset(
     texts: Sequence[str | bytes],
     counts: Sequence[int],
     *,
-    bos_id: int,
+    tokenization: TrainTokenization,
     max_length: int,
     device: torch.device,
 ) -> Multiset:
-    """Tokenize each unique sequence once, prefix BOS, truncate at ``max_length``,
+    """Tokenize each unique sequence once (:func:`hullft.train_tokens.training_tokens`:
+    ``[BOS] + tokens``, or the published tokenization), truncate at ``max_length``,
     move to ``device``. A sequence without a token to predict gets count 0 and its
     steps are counted as skipped."""
-    cleaned = [clean_text(t) for t in texts]
-    ids_list = encode(tokenizer, [s for s, _ in cleaned])
+    tokens = training_tokens(tokenizer, texts, max_length=max_length, tokenization=tokenization)
     seqs, js = [], []
-    truncated = skipped = 0
-    for ids, j in zip(ids_list, counts, strict=True):
-        seq = [bos_id, *ids]
-        if len(seq) > max_length:
-            truncated += 1
-            seq = seq[:max_length]
-        if len(seq) < 2:  # no token to predict: the element's steps are skipped
+    skipped = 0
+    for ids, j in zip(tokens.ids, counts, strict=True):
+        if len(ids) < 2:  # no token to predict: the element's steps are skipped
             skipped += j
             j = 0
-        seqs.append(seq)
+        seqs.append(ids)
         js.append(j)
     # One host-to-device copy for the whole multiset, then views per sequence.
     flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(device)
@@ -261,8 +210,8 @@ def prepare_multiset(
         sequences=tuple(v.unsqueeze(0) for v in views),
         counts=tuple(js),
         skipped_steps=skipped,
-        truncated=truncated,
-        replaced_chars=sum(n for _, n in cleaned),
+        truncated=tokens.truncated,
+        replaced_chars=tokens.replaced_chars,
     )
 
 
@@ -278,31 +227,9 @@ def check_base(base: BPBResult, plan: BPBPlan) -> None:
 
 
 def make_result(**fields: Any) -> TTFTResult:
-    """A :class:`TTFTResult` with ``fields`` and neutral values for the rest."""
-    defaults: dict[str, Any] = {
-        "error": None,
-        "bpb_before": math.nan,
-        "bpb_after": math.nan,
-        "query_bytes": 0,
-        "query_tokens": 0,
-        "query_windows": 0,
-        "query_replaced_chars": 0,
-        "unique_sequences": 0,
-        "planned_steps": 0,
-        "planned_passes": 0,
-        "optimizer_steps": 0,
-        "fwd_bwd_passes": 0,
-        "skipped_steps": 0,
-        "truncated_sequences": 0,
-        "train_replaced_chars": 0,
-        "tokens_trained": 0,
-        "tokens_scored": 0,
-        "mean_train_loss": math.nan,
-        "finetune_s": 0.0,
-        "evaluate_s": 0.0,
-        "reset_s": 0.0,
-    }
-    return TTFTResult(**{**defaults, **fields})
+    """A :class:`TTFTResult` with ``fields`` and the neutral defaults of
+    :class:`hullft.results.Outcome` for the rest."""
+    return TTFTResult(**fields)
 
 
 @dataclass(frozen=True)
@@ -425,10 +352,10 @@ class TTFTEngine:
             raise ValueError(f"{len(texts)} texts but {len(js)} counts; give one count per text")
         clock = self._clock
         text, replaced = clean_text(query)
-        if not text.strip():
+        if is_blank(text):
             return self._result(
                 status="empty_query",
-                error="the query is empty or whitespace-only; there is nothing to score",
+                error=BLANK_QUERY_ERROR,
                 query_bytes=len(text.encode("utf-8")),
                 query_replaced_chars=replaced,
                 unique_sequences=len(texts),
@@ -467,7 +394,7 @@ class TTFTEngine:
                 self.tokenizer,
                 texts,
                 js,
-                bos_id=self.bos_id,
+                tokenization=self.config.train_tokenization,
                 max_length=self.max_length,
                 device=self.device,
             )

@@ -197,10 +197,49 @@ def test_empty_input_has_no_bpb(tiny):
         assert res.n_tokens == res.n_bytes == res.n_windows == 0
 
 
+def test_token_log_probabilities_agree_with_float64(tiny):
+    """Scoring takes log-probabilities over the contiguous class dimension. A model
+    with a 8192-token vocabulary and peaked logits (an output layer scaled up, as a
+    trained LM's are) makes the old ``cross_entropy(logits.transpose(1, 2))`` form
+    5e-7 low against float64; this form is within ~3e-9."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = tiny
+    cfg = LlamaConfig(
+        vocab_size=8192,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30.0)
+    text = LONG[:212]
+    ids = torch.tensor([[tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, :-1].double()  # fp32 logits, float64 from here
+    expected = -logits.log_softmax(-1).gather(1, ids[0, 1:, None]).sum().item()
+    assert logits.std() > 3  # peaked, unlike a freshly initialised output layer
+
+    res = bits_per_byte(model, tok, text)
+    assert res.n_tokens == ids.shape[1] - 1
+    assert res.nll_bits * LN2 == pytest.approx(expected, rel=1e-8)
+
+
 def test_special_token_text_is_scored_as_text(tiny):
     model, tok = tiny
     text = "a<|endoftext|>b"
     assert bits_per_byte(model, tok, text).n_tokens == nbytes(text)
+    # A plain tokenizer call (what lm-evaluation-harness uses) makes it the control token.
+    assert tok.encode(text, add_special_tokens=False) == [*tok.encode("a"), 0, *tok.encode("b")]
 
 
 def test_prefix_is_bos_then_eos():

@@ -58,6 +58,10 @@ def test_unknown_key_names_key_and_choices() -> None:
             {"finetune": {"bpb_mode": "fast"}},
             r"finetune\.bpb_mode must be one of \['rolling', 'paper'\]",
         ),
+        (
+            {"finetune": {"train_tokenization": "none"}},
+            r"finetune\.train_tokenization must be one of \['bos', 'paper'\]",
+        ),
         ({"selection": {"methods": ["knn", "magic"]}}, r"unknown \['magic'\]"),
         ({"selection": {"n": 300, "k": 200}}, r"n=300 > selection\.k=200"),
         ({"data": {"paths": "a.jsonl"}}, r"data\.paths must be a list"),
@@ -196,3 +200,12 @@ def test_non_finite_numbers_are_refused_with_the_key(override: str) -> None:
 def test_non_finite_refused_on_direct_construction() -> None:
     with pytest.raises(ConfigError, match=r"finetune\.lr must be a finite number"):
         FinetuneConfig(lr=float("inf"))
+
+
+def test_finetune_paper_sets_the_published_procedure_end_to_end() -> None:
+    paper = load_config(["finetune=paper"]).finetune
+    assert (paper.train_tokenization, paper.bpb_mode) == ("paper", "paper")
+    default = load_config([]).finetune
+    assert (default.train_tokenization, default.bpb_mode) == ("bos", "rolling")
+    with pytest.raises(ConfigError, match="train_tokenization"):
+        FinetuneConfig(train_tokenization="none")  # type: ignore[arg-type]

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from pathlib import Path
 
 import pytest
 
-from hullft.results import DuplicateResultError, ResultRow, ResultSink, failure_rows, read_results
+from hullft.results import (
+    BLANK_QUERY_ERROR,
+    OUTCOME_FIELDS,
+    ROW_COLUMNS,
+    DuplicateResultError,
+    Outcome,
+    ResultRow,
+    ResultSink,
+    base_outcome,
+    failure_rows,
+    read_results,
+)
 
 
 def _rows(qid: str, methods=("base", "knn")) -> list[ResultRow]:
@@ -20,7 +34,8 @@ def _rows(qid: str, methods=("base", "knn")) -> list[ResultRow]:
             bpb_after=0.9,
             support_ids=(3, 1),
             support_counts=(2, 1),
-            extra={"x": 1},
+            unique_sequences=2,
+            mean_train_loss=2.5,
         )
         for m in methods
     ]
@@ -33,6 +48,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert sorted(df["method"]) == ["base", "knn"]
     assert list(df["support_ids"][0]) == [3, 1] and list(df["support_counts"][0]) == [2, 1]
     assert df["bpb_after"].tolist() == [0.9, 0.9]
+    assert tuple(df.columns) == ROW_COLUMNS and ROW_COLUMNS[:3] == ("run_id", "query_id", "method")
+    assert df["unique_sequences"].tolist() == [2, 2] and df["mean_train_loss"].tolist() == [2.5] * 2
+    assert str(df["unique_sequences"].dtype) == "int64"
 
 
 def test_resume_knows_what_is_done(tmp_path: Path) -> None:
@@ -260,3 +278,98 @@ def test_a_damaged_part_is_an_error_naming_it(tmp_path: Path) -> None:
         ResultSink(tmp_path)
     with pytest.raises(ResultFileCorruptError, match="Move it out of results/"):
         read_results(tmp_path)
+
+
+def test_a_row_is_its_outcome_field_for_field() -> None:
+    """One schema: every Outcome field is a row column, copied by with_outcome."""
+    outcome = Outcome(
+        **{
+            f.name: (i + 1) * (1.5 if f.type == "float" else 1)
+            for i, f in enumerate(dataclasses.fields(Outcome))
+            if f.type in ("int", "float")
+        },
+        status="budget_exhausted",
+        error="late",
+    )
+    template = ResultRow(run_id="r", query_id="q", method="base", domain="d", worker_id="w0")
+    row = template.with_outcome(
+        outcome, method="hullft", support_ids=(7,), support_counts=(3,), select_s=0.25
+    )
+    assert set(OUTCOME_FIELDS) < set(ROW_COLUMNS)
+    for name in OUTCOME_FIELDS:
+        assert getattr(row, name) == getattr(outcome, name), name
+    assert (row.method, row.worker_id, row.support_counts, row.select_s) == (
+        "hullft",
+        "w0",
+        (3,),
+        0.25,
+    )
+    assert row.ok and not template.with_outcome(Outcome(status="failed"), method="x").ok
+
+
+def test_the_blank_query_rule_is_shared_by_the_base_row() -> None:
+    from hullft.bpb import BPBResult
+
+    score = BPBResult(
+        bpb=1.25,
+        nll_bits=10.0,
+        n_bytes=8,
+        n_tokens=4,
+        n_input_tokens=5,
+        n_windows=1,
+        n_texts=1,
+        replaced_chars=1,
+        unscored_tokens=0,
+        truncated_texts=0,
+        mode="rolling",
+        max_length=64,
+        fingerprint="x",
+        seconds=0.5,
+    )
+    for blank in ("", "  \n\t"):
+        out = base_outcome(blank, score)
+        assert (out.status, out.error) == ("empty_query", BLANK_QUERY_ERROR)
+        assert math.isnan(out.bpb_before) and math.isnan(out.bpb_after)
+    out = base_outcome("text", score)
+    assert (out.status, out.bpb_before, out.bpb_after) == ("ok", 1.25, 1.25)
+    assert (out.query_bytes, out.query_tokens, out.query_windows) == (8, 4, 1)
+    assert (out.query_replaced_chars, out.tokens_scored, out.evaluate_s) == (1, 5, 0.5)
+
+
+def test_a_run_written_by_0_1_resumes_and_reads_in_the_current_schema(tmp_path: Path) -> None:
+    """0.1 parts kept unique_sequences & co. in a JSON ``extra`` column and had no
+    ``batch_size``/``query_bytes``: they still count as done, and read back typed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = tmp_path / "results"
+    parts.mkdir()
+    old = {
+        "run_id": ["r", "r"],
+        "query_id": ["q1", "q1"],
+        "method": ["base", "knn"],
+        "domain": ["d", "d"],
+        "status": ["ok", "ok"],
+        "error": pa.array([None, None], pa.string()),
+        "bpb_before": [1.0, 1.0],
+        "bpb_after": [1.0, 0.9],
+        "fwd_bwd_passes": [0, 4],
+        "extra": [
+            "{}",
+            json.dumps({"unique_sequences": 4, "mean_train_loss": 2.0, "skipped_steps": 0}),
+        ],
+    }
+    pq.write_table(pa.table(old), parts / "part-000000-0123abcd.parquet")
+
+    sink = ResultSink(tmp_path)
+    assert sink.done == {("q1", "base"), ("q1", "knn")}
+    sink.write(_rows("q2"))
+    sink.close()
+    df = read_results(tmp_path).set_index(["query_id", "method"])
+    assert "extra" not in df.columns
+    assert df.loc[("q1", "knn"), "unique_sequences"] == 4
+    assert df.loc[("q1", "knn"), "mean_train_loss"] == 2.0
+    assert df.loc[("q1", "knn"), "fwd_bwd_passes"] == 4
+    assert math.isnan(df.loc[("q1", "base"), "unique_sequences"])  # not recorded in 0.1
+    assert math.isnan(df.loc[("q1", "knn"), "batch_size"])
+    assert df.loc[("q2", "knn"), "unique_sequences"] == 2

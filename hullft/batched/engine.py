@@ -320,7 +320,7 @@ class BatchedTTFTEngine:
             self.tokenizer,
             job.texts,
             js,
-            bos_id=self.bos_id,
+            tokenization=self.config.train_tokenization,
             max_length=self.max_length,
             device=self.device,
         )
