@@ -288,6 +288,18 @@ def test_tiny_gpt2_batched_equals_sequential():
         assert_same_path(got_paths[i], want_paths[i], engine.layout, skip=gpt2_key_bias)
 
 
+def test_paper_tokenization_batched_equals_sequential():
+    """finetune=paper (no BOS prefix) trains the same way in the batched engine."""
+    cfg = dataclasses.replace(config("adam", 2), train_tokenization="paper")
+    want, want_paths = run_sequential(tiny_gpt2, cfg, JOBS)
+    got, got_paths, engine = run_batched(tiny_gpt2, cfg, JOBS, 4)
+    default, _ = run_sequential(tiny_gpt2, config("adam", 2), JOBS)
+    assert any(rel(w.bpb_after, d.bpb_after) > 1e-6 for w, d in zip(want, default, strict=True))
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert_same_result(g, w)
+        assert_same_path(got_paths[i], want_paths[i], engine.layout, skip=gpt2_key_bias)
+
+
 def test_bf16_autocast_policy_on_cpu_stays_within_1e3_bpb():
     """The CUDA precision policy (bf16 training forward), exercised on CPU."""
     cfg = config("adam", 2)
