@@ -1,5 +1,5 @@
 """Batched test-time finetuning: B jobs, each exactly as :class:`~hullft.ttft.TTFTEngine`
-would run it alone, trained together on one replica (DESIGN.md §4.5b, docs/ttft.md).
+would run it alone, trained together on one replica (docs/design.md §4.5b, docs/ttft.md).
 
 The Hugging Face model is never trained: its parameters are the base weights.
 Every job gets a row of a ``(B, P)`` weight matrix (its flat parameter vector),
@@ -48,6 +48,7 @@ from hullft.bpb import (
     prefix_token_id,
     resolve_max_length,
     score_bpb,
+    token_nll,
 )
 from hullft.config import FinetuneConfig
 from hullft.reuse import Step, check_counts, count_passes, reuse_schedule
@@ -559,7 +560,7 @@ class BatchedTTFTEngine:
                 with autocast(dev, self.policy.eval_autocast):
                     logits = self.arch.logits(params, h).float()  # (M, R·P, V)
                 targets = ids[:, :, p0 + 1 : p1 + 1].reshape(len(members), -1)
-                nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+                nll = token_nll(logits, targets)  # (M, R·P): the scorer's own per-token loss
                 pos = torch.arange(p0 + 1, p1 + 1, device=dev)
                 mask = (pos >= first[..., None]) & (pos < lengths[..., None])  # (M, R, P)
                 nll = nll.double().view(mask.shape).masked_fill(~mask, 0.0)
