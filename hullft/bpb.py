@@ -1,4 +1,4 @@
-"""Bits per byte of a causal LM on text (DESIGN.md §4.6).
+"""Bits per byte of a causal LM on text (docs/design.md §4.6).
 
     BPB = Σ −log₂ p(token_i | prefix) / Σ bytes_utf8(text)
 
@@ -418,7 +418,7 @@ def bits_per_byte(
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
 ) -> BPBResult:
-    """Bits per byte of ``texts`` under ``model`` (DESIGN.md §4.6; see the module doc).
+    """Bits per byte of ``texts`` under ``model`` (docs/design.md §4.6; see the module doc).
 
     ``max_length`` defaults to the model's context; ``stride`` (rolling mode) to
     ``max_length // 2``. ``batch_size`` windows of equal length share a forward

@@ -282,7 +282,7 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Per-query finetuning (DESIGN.md §4.5) and scoring (§4.6)."""
+    """Per-query finetuning (docs/design.md §4.5) and scoring (§4.6)."""
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     """Optimizer, fresh for every query."""
@@ -310,7 +310,7 @@ class FinetuneConfig:
     """Compile the training forward/backward with ``torch.compile`` (dynamic sequence
     lengths, compiled once per worker at start). On CPU it needs a C++ compiler."""
     bpb_mode: Literal["rolling", "paper"] = "rolling"
-    """``rolling``: every token scored (DESIGN.md §4.6); ``paper``: the published
+    """``rolling``: every token scored (docs/design.md §4.6); ``paper``: the published
     computation (truncate, skip first token), for comparison only."""
     train_tokenization: Literal["bos", "paper"] = "bos"
     """Training sequences: ``bos`` = ``[BOS] + tokens`` (the prefix and tokens BPB scores

@@ -134,7 +134,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
             del model.config.quantization_config
         # The GGUF declares the chat token <|im_start|> as BOS. Documents in
         # SmolLM2's pretraining are separated by <|endoftext|>, so that is the
-        # token to condition the first scored token on (DESIGN.md §4.6).
+        # token to condition the first scored token on (docs/design.md §4.6).
         tok.bos_token = "<|endoftext|>"
         model.config.bos_token_id = tok.bos_token_id
         model.save_pretrained(tmp)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hullft.config import RunConfig, SelectionConfig, config_to_dict
+from hullft.protocols import FinetuneEngine, SearchIndex, TextEmbedder
 from hullft.results import BASE_METHOD, STATUS_FAILED, Outcome, ResultRow, base_outcome
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ class RowContext:
     n: int = 0
 
 
-def retrieve(index: Any, embedder: Any, queries: Sequence[Query], k: int) -> list[Candidates]:
+def retrieve(
+    index: SearchIndex, embedder: TextEmbedder, queries: Sequence[Query], k: int
+) -> list[Candidates]:
     """Embed a batch of queries and return their top-``k`` candidates.
 
     Stage times are measured for the batch and shared equally by its queries.
@@ -129,7 +132,7 @@ class WorkItem:
 
 
 def finetune_and_score(
-    engine: Any,
+    engine: FinetuneEngine,
     cands: Candidates,
     selections: Sequence[MethodSelection],
     texts_of: Callable[[np.ndarray], list[str]],
@@ -147,7 +150,7 @@ def finetune_and_score(
 
 
 def finetune_and_score_batch(
-    engine: Any,
+    engine: FinetuneEngine,
     items: Sequence[WorkItem],
     texts_of: Callable[[np.ndarray], list[str]],
 ) -> list[list[ResultRow]]:

@@ -1,4 +1,4 @@
-"""Result rows and the exactly-once Parquet sink (DESIGN.md §5).
+"""Result rows and the exactly-once Parquet sink (docs/design.md §5).
 
 One row per (run_id, query_id, method). Only the driver writes. Rows are
 buffered and written as part files of many queries each (``ResultSink``): written

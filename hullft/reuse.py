@@ -1,4 +1,4 @@
-"""The gradient-reuse schedule (DESIGN.md §4.5), as a pure function.
+"""The gradient-reuse schedule (docs/design.md §4.5), as a pure function.
 
 A support multiset is given as unique sequences with multiplicities J_k. Every
 element gets one optimizer step; for sequence k the steps j = 0..J_k−1 compute a

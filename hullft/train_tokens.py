@@ -1,4 +1,4 @@
-"""Token ids of the training sequences of one multiset (DESIGN.md §4.5).
+"""Token ids of the training sequences of one multiset (docs/design.md §4.5).
 
 Two tokenizations, chosen by ``FinetuneConfig.train_tokenization``:
 

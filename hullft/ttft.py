@@ -1,4 +1,4 @@
-"""Per-query test-time finetuning with gradient reuse (DESIGN.md §4.5).
+"""Per-query test-time finetuning with gradient reuse (docs/design.md §4.5).
 
 :class:`TTFTEngine` holds one model replica on one device. For every query it
 

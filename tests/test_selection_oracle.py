@@ -1,4 +1,4 @@
-"""Oracle tests: naive transcriptions of DESIGN.md §4 against hullft.selection.
+"""Oracle tests: naive transcriptions of docs/design.md §4 against hullft.selection.
 
 The ``naive_*`` functions (:mod:`hullft.selection.oracle`) are line-by-line
 transcriptions of the published procedure in R^d (no Gram tricks, no incremental

@@ -185,7 +185,7 @@ def test_scaling_rows_by_powers_of_two_changes_nothing(problem, n, method, shift
 def test_integerized_loss_vs_largest_remainder_in_aggregate():
     """The issue asks for L(integerize) <= L(largest remainder) on every instance.
 
-    That does not hold for the algorithm of DESIGN.md §4.3 (see the counterexample
+    That does not hold for the algorithm of docs/design.md §4.3 (see the counterexample
     below); it holds on most instances and on average, which is what is checked.
     """
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Batched multi-job test-time finetuning (DESIGN.md §4.5b, docs/ttft.md).
+"""Batched multi-job test-time finetuning (docs/design.md §4.5b, docs/ttft.md).
 
 - :func:`make_engine` — the engine a worker should build: batched when
   ``finetune.batch_jobs`` > 1 and the architecture is supported, else sequential;

@@ -1,5 +1,5 @@
 """Batched-weight forward passes: B copies of one architecture, each with its own
-weights, in one set of kernels (DESIGN.md §4.5b).
+weights, in one set of kernels (docs/design.md §4.5b).
 
 Every supported architecture is a :class:`StackedArch`: it reads a Hugging Face
 model's configuration, refuses anything it does not implement (raising

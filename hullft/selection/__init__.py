@@ -1,6 +1,6 @@
 """Support selection: which of the K retrieved candidates to finetune on, and how often.
 
-Methods (DESIGN.md §4.1-4.4), all on L2-normalised float64 embeddings:
+Methods (docs/design.md §4.1-4.4), all on L2-normalised float64 embeddings:
 
 - :func:`knn` - top-n by cosine similarity;
 - :func:`frank_wolfe` - sparse convex reconstruction of the query;

@@ -1,4 +1,4 @@
-"""Frank–Wolfe convex reconstruction of the query from the pool (DESIGN.md §4.2).
+"""Frank–Wolfe convex reconstruction of the query from the pool (docs/design.md §4.2).
 
 Minimise f(w) = |t - X^T w|^2 over the probability simplex, with exact line search,
 ties in every argmax to the lowest row (:mod:`hullft.selection.ties`), float64
@@ -56,7 +56,7 @@ StopReason = Literal["tol", "degenerate", "support", "max_iter"]
 # Below this scale the scaled score vector is folded back (alpha -> 1) before its
 # entries can overflow; any value far from the float64 limits works.
 _RESCALE_BELOW = 1e-30
-# DESIGN.md §4.2: stop when |d|^2 < 1e-12 (the new vertex is the current iterate).
+# docs/design.md §4.2: stop when |d|^2 < 1e-12 (the new vertex is the current iterate).
 _MIN_STEP_SQ = 1e-12
 
 
@@ -231,7 +231,7 @@ def frank_wolfe(
     max_iter: int = 250,
     tol: float = 1e-5,
 ) -> Selection:
-    """Sparse convex reconstruction of ``query`` from ``pool`` rows (DESIGN.md §4.2).
+    """Sparse convex reconstruction of ``query`` from ``pool`` rows (docs/design.md §4.2).
 
     Returns at most ``max_support`` rows ordered by weight (descending, ties -> lowest
     row; see :mod:`hullft.selection.ties`), each with count 1 and its Frank–Wolfe

@@ -11,7 +11,7 @@ The kernel is resumable: Gram columns come from BLAS in Python (numba's own
 ``np.dot`` would need SciPy), so when the oracle picks a vertex whose column has not
 been computed yet, :func:`fw_iterate` returns that vertex; the caller stores its
 score column in ``P`` and calls again, and the iteration restarts from its top with
-unchanged state. Every operation and its order are those of DESIGN.md §4.2 as
+unchanged state. Every operation and its order are those of docs/design.md §4.2 as
 :mod:`hullft.selection.fw` documents them; ``fastmath`` is off, so rounding is
 IEEE float64 step for step.
 """

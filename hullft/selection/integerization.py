@@ -1,4 +1,4 @@
-"""Geometric integerization of Frank–Wolfe weights into N counts (DESIGN.md §4.3).
+"""Geometric integerization of Frank–Wolfe weights into N counts (docs/design.md §4.3).
 
 Minimise L(c) = |t - sum_i (c_i / N) x_i|^2 over integer c >= 0 with sum c = N:
 floor N w, greedy fill, then first-improvement single-unit moves.
@@ -31,7 +31,7 @@ from hullft.selection.problem import (
 from hullft.selection.result import Selection, selection_from_counts
 from hullft.selection.ties import TIE_ATOL, first_max
 
-# DESIGN.md §4.3: a move must lower L by more than this.
+# docs/design.md §4.3: a move must lower L by more than this.
 MIN_IMPROVEMENT = 1e-14
 
 
@@ -140,7 +140,7 @@ def integerize(
     *,
     swap_passes: int = 2,
 ) -> Selection:
-    """Turn the convex weights of ``selection`` into exactly ``n`` counts (DESIGN.md §4.3).
+    """Turn the convex weights of ``selection`` into exactly ``n`` counts (docs/design.md §4.3).
 
     Positions follow the order of ``selection`` (Frank–Wolfe: weight descending).
     Returns the rows with a count >= 1 in that order; ``counts`` sum to ``n`` and

@@ -1,4 +1,4 @@
-"""HullFT selection: Frank–Wolfe, then geometric integerization (DESIGN.md §4.2-4.3)."""
+"""HullFT selection: Frank–Wolfe, then geometric integerization (docs/design.md §4.2-4.3)."""
 
 from __future__ import annotations
 

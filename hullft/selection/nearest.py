@@ -1,4 +1,4 @@
-"""k nearest neighbours: the top-N pool rows by cosine similarity (DESIGN.md §4.1)."""
+"""k nearest neighbours: the top-N pool rows by cosine similarity (docs/design.md §4.1)."""
 
 from __future__ import annotations
 

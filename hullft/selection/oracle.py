@@ -1,4 +1,4 @@
-"""Naive reference transcriptions of the selection algorithms (DESIGN.md §4.1-4.4).
+"""Naive reference transcriptions of the selection algorithms (docs/design.md §4.1-4.4).
 
 Each ``naive_*`` function is a line-by-line transcription of the published procedure
 in R^d: no Gram tricks, no incremental updates, plain numpy products, with the tie rule

@@ -1,4 +1,4 @@
-"""SIFT: greedy minimisation of the posterior variance at the query (DESIGN.md §4.4).
+"""SIFT: greedy minimisation of the posterior variance at the query (docs/design.md §4.4).
 
 Kernel k(a, b) = <a, b> on unit vectors. After picks A the posterior variance at t is
 sigma^2_A(t) = k(t,t) - k_A(t)^T (K_AA + lam I)^-1 k_A(t); each step picks
@@ -86,7 +86,7 @@ def sift_sequence(pool: Any, query: Any, n: int, *, lam: float = 0.01) -> np.nda
 
 
 def sift(pool: Any, query: Any, n: int, *, lam: float = 0.01) -> Selection:
-    """SIFT selection of ``n`` elements (DESIGN.md §4.4), repeats allowed and counted.
+    """SIFT selection of ``n`` elements (docs/design.md §4.4), repeats allowed and counted.
 
     Rows appear in order of their first pick with the number of times they were picked
     (counts sum to ``n``); ``weights=None``. Ties -> lowest row. Rows and query are

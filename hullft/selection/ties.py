@@ -1,6 +1,6 @@
 """How every selection method breaks ties: the lowest index wins.
 
-DESIGN.md §4 resolves ties to the lowest index. Values that are equal in exact
+docs/design.md §4 resolves ties to the lowest index. Values that are equal in exact
 arithmetic (duplicate rows, symmetric pools, a Frank–Wolfe iterate sitting on a face)
 come out of floating-point arithmetic a few ulps apart, in an order that depends on
 how they were computed: BLAS kernel, numpy or torch, CPU or GPU. So ties are decided
