@@ -516,6 +516,14 @@ def test_auto_on_cpu_is_the_benchmarked_b_unless_host_memory_is_short(monkeypatc
     assert resolve_batch_jobs(cfg, model, cpu, L) == 2  # half of it
     monkeypatch.setattr(factory, "host_available_bytes", lambda: None)
     assert resolve_batch_jobs(cfg, model, cpu, L) == CPU_AUTO_BATCH
+    # A model past the CPU threshold (SmolLM2-sized: measured slower batched) trains
+    # one job at a time, however much memory there is.
+    params = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(factory, "host_available_bytes", lambda: 1 << 40)
+    monkeypatch.setattr(factory, "CPU_AUTO_MAX_PARAMS", params)
+    assert resolve_batch_jobs(cfg, model, cpu, L) == 1
+    monkeypatch.setattr(factory, "CPU_AUTO_MAX_PARAMS", params + 1)
+    assert resolve_batch_jobs(cfg, model, cpu, L) == CPU_AUTO_BATCH
 
 
 # ---------------------------------------------------------------------------

@@ -19,9 +19,15 @@ from hullft.ttft import RuntimePolicy, TTFTEngine
 
 log = logging.getLogger(__name__)
 
-CPU_AUTO_BATCH = 4
-"""``batch_jobs: auto`` on a CPU, if that many jobs fit in half the available host
-memory (docs/ttft.md, "Batched finetuning", has the benchmark command)."""
+CPU_AUTO_BATCH = 16
+"""``batch_jobs: auto`` on a CPU for a model below :data:`CPU_AUTO_MAX_PARAMS`, if
+that many jobs fit in half the available host memory: the fastest B measured for the
+tiny model (2.08x the one-at-a-time engine; docs/ttft.md, "Batched finetuning")."""
+CPU_AUTO_MAX_PARAMS = 10_000_000
+"""``auto`` on a CPU trains one job at a time from this many parameters up: a CPU is
+compute-bound there and batching only adds work (SmolLM2-135M on 2 threads: B = 2 at
+0.83x, B = 4 at 0.79x the one-at-a-time engine; docs/ttft.md). The threshold lies
+between the two models measured; it is a rule of thumb, not a fitted boundary."""
 MAX_AUTO_BATCH = 64
 """Upper bound of ``auto`` on a GPU: past it kernels are large already."""
 BYTES_PER_PARAM = 24
@@ -83,11 +89,13 @@ def resolve_batch_jobs(
 ) -> int:
     """``finetune.batch_jobs`` as a number: as configured, or for ``auto`` on CUDA
     ``⌊0.8 · free memory / job_bytes⌋`` clamped to [1, 64]; on a CPU
-    :data:`CPU_AUTO_BATCH`, or fewer if that many do not fit in half the available
-    host memory."""
+    :data:`CPU_AUTO_BATCH` for a model below :data:`CPU_AUTO_MAX_PARAMS` parameters
+    (else 1), or fewer if that many do not fit in half the available host memory."""
     if config.batch_jobs != "auto":
         return int(config.batch_jobs)
     if device.type != "cuda":
+        if sum(p.numel() for p in model.parameters()) >= CPU_AUTO_MAX_PARAMS:
+            return 1
         host = host_available_bytes()
         if host is None:
             return CPU_AUTO_BATCH
