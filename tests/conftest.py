@@ -14,6 +14,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from hullft.config import RunConfig
 
+HANG_GUARD_S = 3600
+"""Limit on a test's subprocess or wait: a guard against a hang, far beyond what a slow
+or busy machine needs (CI's whole run has 90 minutes), never a timing assertion."""
+
 
 @pytest.fixture(scope="session")
 def smoke_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

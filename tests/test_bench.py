@@ -25,15 +25,12 @@ import pytest
 
 from hullft.bench_report import on_cuda
 from hullft.results import BASE_METHOD, ROW_COLUMNS, read_results
+from tests.conftest import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ["knn", "sift", "hullft"]
 ALL_METHODS = [BASE_METHOD, *METHODS]
 STAGES = ("embed_s", "search_s", "select_s", "finetune_s", "evaluate_s", "reset_s")
-HANG_GUARD_S = 3600
-"""Only so that a hung bench cannot block CI forever: the subprocess limit, and the
-pytest timeout of the tests that run it (the project default, 600 s, would fail
-a slow machine)."""
 LIMIT = 1
 """Queries per sweep point: each point is dominated by actor start-up, not queries."""
 PLOTS = {

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hullft.results import read_results
+from tests.conftest import HANG_GUARD_S
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def test_run_command_writes_results_and_report(smoke_index_dir, tmp_path) -> Non
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| ALL | hullft |" in proc.stdout
@@ -81,7 +82,9 @@ def test_driver_killed_then_rerun_completes_without_duplicates(smoke_index_dir, 
     proc.wait()
     before = len(list(parts.glob("part-*.parquet")))
     assert before >= 2
-    rerun = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     df = read_results(tmp_path / "e2e")
     keys = list(zip(df["query_id"], df["method"], strict=True))

@@ -25,6 +25,7 @@ from hullft.index import (
     build_index,
     load_index,
 )
+from tests.conftest import HANG_GUARD_S
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COMPARED = [
@@ -154,7 +155,7 @@ def test_build_killed_mid_way_resumes_to_the_same_index(tmp_path: Path, corpus: 
                 break
     finally:
         proc.kill()
-        proc.wait(timeout=30)
+        proc.wait(timeout=HANG_GUARD_S)
     assert proc.returncode == -signal.SIGKILL
     assert not idx.exists()
     ref = build_index(tiny_config(tmp_path / "ref", [corpus]), progress=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hullft.results import read_results
+from tests.conftest import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.ray
@@ -36,7 +37,7 @@ def test_ray_job_submit_on_a_local_head(tmp_path: Path) -> None:
         assert bystander.poll() is None, "local_head.sh stopped another Ray cluster"
     finally:
         bystander.terminate()
-        bystander.wait(timeout=60)
+        bystander.wait(timeout=HANG_GUARD_S)
 
 
 def _start_bystander_head(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -83,7 +84,7 @@ def _submit_and_check(tmp_path: Path, env: dict[str, str]) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "succeeded" in proc.stdout + proc.stderr

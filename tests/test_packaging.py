@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parent.parent
 # What pyproject.toml needs to build: its metadata and the two packages.
 SOURCES = ("pyproject.toml", "README.md", "hullft", "actors")
@@ -38,7 +40,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [sys.executable, "-m", "pip", *build, "-w", str(out), str(src)],
         check=True,
         capture_output=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
     )
     (whl,) = out.glob("hullft-*.whl")
     return whl
@@ -78,7 +80,7 @@ def test_installed_command_finds_its_configs_outside_a_checkout(
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert out.returncode == 0, out.stderr
     module, configs, names = out.stdout.strip().splitlines()[-3:]

@@ -21,6 +21,7 @@ from hullft.results import (
     failure_rows,
     read_results,
 )
+from tests.conftest import HANG_GUARD_S
 
 
 def _rows(qid: str, methods=("base", "knn")) -> list[ResultRow]:
@@ -184,7 +185,7 @@ def test_a_driver_killed_between_commit_and_acknowledgement_loses_and_repeats_no
         [sys.executable, "-c", _CRASHER, str(tmp_path), str(kill_at), mode],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert "closed" not in proc.stdout

@@ -21,6 +21,7 @@ from hullft.rundir import (
     RunMetaCorruptError,
     claim_run_dir,
 )
+from tests.conftest import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = {"selection": {"n": 2}, "cluster": {"num_cpus": 1}}
@@ -145,7 +146,9 @@ def test_second_driver_on_a_live_run_fails_fast(smoke_index_dir: Path, tmp_path:
             time.sleep(0.1)
         first.send_signal(signal.SIGSTOP)
         before = _tree(run_dir)
-        second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+        )
         assert second.returncode != 0
         assert str(run_dir) in second.stderr and f"pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
