@@ -232,6 +232,64 @@ def make_result(**fields: Any) -> TTFTResult:
     return TTFTResult(**fields)
 
 
+# What both engines (this one and hullft.batched) decide per job before training,
+# written once so that they cannot drift apart.
+
+
+def blank_query_result(
+    query: str | bytes, n_texts: int, counts: Sequence[int]
+) -> TTFTResult | None:
+    """The ``empty_query`` result of a blank query (:func:`hullft.results.is_blank`,
+    the one rule for rows and engines), or ``None`` when the query has text."""
+    text, replaced = clean_text(query)
+    if not is_blank(text):
+        return None
+    return make_result(
+        status="empty_query",
+        error=BLANK_QUERY_ERROR,
+        query_bytes=len(text.encode("utf-8")),
+        query_replaced_chars=replaced,
+        unique_sequences=n_texts,
+        planned_steps=sum(counts),
+    )
+
+
+def query_fields(
+    plan: BPBPlan, before: BPBResult, n_texts: int, counts: Sequence[int], *, base_given: bool
+) -> dict[str, Any]:
+    """Result fields known once the query is scored under the base weights."""
+    return {
+        "bpb_before": before.bpb,
+        "query_bytes": plan.n_bytes,
+        "query_tokens": before.n_tokens,
+        "query_windows": len(plan.windows),
+        "query_replaced_chars": plan.replaced_chars,
+        "unique_sequences": n_texts,
+        "planned_steps": sum(counts),
+        "tokens_scored": 0 if base_given else before.n_input_tokens,
+    }
+
+
+def broken_base_result(before: BPBResult, evaluate_s: float, fields: dict[str, Any]) -> TTFTResult:
+    """The result of a job whose query scores non-finite under the base weights."""
+    return make_result(
+        status="nonfinite_loss",
+        error=f"the base BPB of the query is {before.bpb}; the model is broken",
+        evaluate_s=evaluate_s,
+        **fields,
+    )
+
+
+def multiset_fields(multiset: Multiset, refresh_interval: int) -> dict[str, Any]:
+    """Result fields known once the multiset is tokenized."""
+    return {
+        "planned_passes": count_passes(multiset.counts, refresh_interval),
+        "skipped_steps": multiset.skipped_steps,
+        "truncated_sequences": multiset.truncated,
+        "train_replaced_chars": multiset.replaced_chars,
+    }
+
+
 @dataclass(frozen=True)
 class _Finetuned:
     status: TTFTStatus
@@ -351,16 +409,9 @@ class TTFTEngine:
         if len(texts) != len(js):
             raise ValueError(f"{len(texts)} texts but {len(js)} counts; give one count per text")
         clock = self._clock
-        text, replaced = clean_text(query)
-        if is_blank(text):
-            return self._result(
-                status="empty_query",
-                error=BLANK_QUERY_ERROR,
-                query_bytes=len(text.encode("utf-8")),
-                query_replaced_chars=replaced,
-                unique_sequences=len(texts),
-                planned_steps=sum(js),
-            )
+        blank = blank_query_result(query, len(texts), js)
+        if blank is not None:
+            return blank
 
         with self._seeded():
             t0 = clock()
@@ -371,23 +422,9 @@ class TTFTEngine:
                 check_base(base, plan)
                 before = base
             evaluate_s = clock() - t0
-            common: dict[str, Any] = {
-                "bpb_before": before.bpb,
-                "query_bytes": plan.n_bytes,
-                "query_tokens": before.n_tokens,
-                "query_windows": len(plan.windows),
-                "query_replaced_chars": plan.replaced_chars,
-                "unique_sequences": len(texts),
-                "planned_steps": sum(js),
-                "tokens_scored": 0 if base is not None else before.n_input_tokens,
-            }
+            common = query_fields(plan, before, len(texts), js, base_given=base is not None)
             if not math.isfinite(before.bpb):
-                return self._result(
-                    status="nonfinite_loss",
-                    error=f"the base BPB of the query is {before.bpb}; the model is broken",
-                    evaluate_s=evaluate_s,
-                    **common,
-                )
+                return broken_base_result(before, evaluate_s, common)
 
             t1 = clock()
             multiset = prepare_multiset(
@@ -398,12 +435,7 @@ class TTFTEngine:
                 max_length=self.max_length,
                 device=self.device,
             )
-            common.update(
-                planned_passes=count_passes(multiset.counts, self.config.refresh_interval),
-                skipped_steps=multiset.skipped_steps,
-                truncated_sequences=multiset.truncated,
-                train_replaced_chars=multiset.replaced_chars,
-            )
+            common.update(multiset_fields(multiset, self.config.refresh_interval))
             done = _Finetuned("ok", None, 0, 0, 0, 0.0)
             after: BPBResult | None = None
             finetune_s = reset_s = 0.0

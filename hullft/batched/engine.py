@@ -43,7 +43,6 @@ from hullft.batched.optim import BatchedOptimizer
 from hullft.bpb import (
     BPBPlan,
     BPBResult,
-    clean_text,
     plan_bpb,
     prefix_token_id,
     resolve_max_length,
@@ -51,7 +50,7 @@ from hullft.bpb import (
     token_nll,
 )
 from hullft.config import FinetuneConfig
-from hullft.reuse import Step, check_counts, count_passes, reuse_schedule
+from hullft.reuse import Step, check_counts, reuse_schedule
 from hullft.ttft import (
     Multiset,
     RuntimePolicy,
@@ -59,9 +58,13 @@ from hullft.ttft import (
     TTFTResult,
     TTFTStatus,
     autocast,
+    blank_query_result,
+    broken_base_result,
     check_base,
     make_result,
+    multiset_fields,
     prepare_multiset,
+    query_fields,
     seeded,
 )
 
@@ -281,16 +284,9 @@ class BatchedTTFTEngine:
     def _admit(self, index: int, job: TTFTJob, js: list[int]) -> _Job | TTFTResult:
         """Plan, score before and tokenize one job, or its result if it cannot train."""
         clock = self._clock
-        text, replaced = clean_text(job.query)
-        if not text.strip():
-            return make_result(
-                status="empty_query",
-                error="the query is empty or whitespace-only; there is nothing to score",
-                query_bytes=len(text.encode("utf-8")),
-                query_replaced_chars=replaced,
-                unique_sequences=len(job.texts),
-                planned_steps=sum(js),
-            )
+        blank = blank_query_result(job.query, len(job.texts), js)
+        if blank is not None:
+            return blank
         t0 = clock()
         plan = self._plan(job.query)
         if job.base is None:
@@ -299,23 +295,9 @@ class BatchedTTFTEngine:
             check_base(job.base, plan)
             before = job.base
         evaluate_s = clock() - t0
-        common: dict[str, Any] = {
-            "bpb_before": before.bpb,
-            "query_bytes": plan.n_bytes,
-            "query_tokens": before.n_tokens,
-            "query_windows": len(plan.windows),
-            "query_replaced_chars": plan.replaced_chars,
-            "unique_sequences": len(job.texts),
-            "planned_steps": sum(js),
-            "tokens_scored": 0 if job.base is not None else before.n_input_tokens,
-        }
+        common = query_fields(plan, before, len(job.texts), js, base_given=job.base is not None)
         if not math.isfinite(before.bpb):
-            return make_result(
-                status="nonfinite_loss",
-                error=f"the base BPB of the query is {before.bpb}; the model is broken",
-                evaluate_s=evaluate_s,
-                **common,
-            )
+            return broken_base_result(before, evaluate_s, common)
         t1 = clock()
         multiset = prepare_multiset(
             self.tokenizer,
@@ -325,12 +307,7 @@ class BatchedTTFTEngine:
             max_length=self.max_length,
             device=self.device,
         )
-        common.update(
-            planned_passes=count_passes(multiset.counts, self.config.refresh_interval),
-            skipped_steps=multiset.skipped_steps,
-            truncated_sequences=multiset.truncated,
-            train_replaced_chars=multiset.replaced_chars,
-        )
+        common.update(multiset_fields(multiset, self.config.refresh_interval))
         schedule = list(reuse_schedule(multiset.counts, self.config.refresh_interval))
         return _Job(index, plan, before, common, multiset, schedule, clock() - t1, evaluate_s)
 
