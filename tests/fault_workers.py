@@ -41,14 +41,16 @@ class AlwaysOOM(ModelWorker):
 
 
 class BatchOf(ModelWorker):
-    """Reports a batch size of ``B`` (its engine still runs the jobs one by one,
-    exactly) and tags each row's worker id with the number of queries in its call."""
+    """Trains ``B`` queries' jobs at once (``B`` x the smoke config's 3 methods, so
+    the driver sends up to ``B`` queries per call) and tags each row's worker id with
+    the number of queries in its call."""
 
     B = 3
+    METHODS = 3
 
     def _ensure_ready(self) -> None:
         super()._ensure_ready()
-        self._engine.batch_size = self.B
+        self._engine.batch_jobs = self.B * self.METHODS
 
     def run_batch(self, work: list[QueryWork], *selections: Any) -> list[list[ResultRow]]:
         rows = super().run_batch(work, *selections)
