@@ -24,12 +24,12 @@ import pytest
 
 from hullft.results import read_results
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(2 * 1800 + 600)]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(3 * 1800 + 600)]
 ROOT = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).parent / "ray"
 HANG_GUARD_S = 1800
 """Only so that a regression (a run hanging on the dead head) cannot block CI forever;
-the tests' pytest timeout is raised to match (two runs and a head start)."""
+the tests' pytest timeout is raised to match (two runs, a bench and a head start)."""
 
 
 def _free_port() -> int:
@@ -87,6 +87,30 @@ def _run(
     )
 
 
+def _bench(index_dir: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The smallest `hullft bench`: one query, one sweep point, no naive baseline."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "actors.cli",
+        "bench",
+        "experiment=smoke",
+        f"index.dir={index_dir}",
+        "cluster.num_cpus=2",
+        "queries.per_domain=1",
+        "experiment.limit=1",
+        "bench.n_values=[2]",
+        "bench.time_budgets_s=[0.0]",
+        "bench.workers=[1]",
+        "bench.refresh_intervals=[1]",
+        "bench.naive_baseline=false",
+        f"bench.report_dir={out}",
+    ]
+    return subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
+
+
 def test_a_head_on_the_machine_alive_or_dead_does_not_capture_a_local_run(
     smoke_index_dir: Path, tmp_path: Path, ray_tmp: Path
 ) -> None:
@@ -126,6 +150,12 @@ def test_a_head_on_the_machine_alive_or_dead_does_not_capture_a_local_run(
         assert alive.returncode == 0, alive.stderr[-3000:]
         assert "starting a local Ray" in alive.stderr
         assert len(read_results(next((tmp_path / "alive").iterdir()))) == 4
+
+        # The bench sets num_cpus too: it failed outright when captured by a head.
+        bench = _bench(smoke_index_dir, tmp_path / "bench", env)
+        assert bench.returncode == 0, bench.stderr[-3000:]
+        assert "starting a local Ray" in bench.stderr
+        assert len(list((tmp_path / "bench").glob("*/report.md"))) == 1
     finally:
         # Killed with a signal, the head leaves its record behind.
         os.killpg(head.pid, signal.SIGKILL)
