@@ -156,13 +156,6 @@ def is_hung(busy_s: float, timeout_s: float | None, queries: int) -> bool:
     return timeout_s is not None and busy_s > timeout_s * max(1, queries)
 
 
-def queries_per_call(batch_jobs: int, methods_per_query: int) -> int:
-    """Queries per worker call that fill a replica training ``batch_jobs`` jobs at once,
-    when each query brings ``methods_per_query`` finetuning jobs: rounded up, so the
-    engine's last group may be partly filled rather than the replica underused."""
-    return max(1, -(-max(1, batch_jobs) // max(1, methods_per_query)))
-
-
 def call_size(ready: int, batch_size: int, calls_in_flight: int, more_coming: bool) -> int:
     """How many of ``ready`` searched queries to hand to a worker with a free slot
     now (0 = wait for more). A busy worker waits until it can get a full batch

@@ -39,9 +39,8 @@ from actors.policy import (
     classify,
     is_hung,
     pick_worker,
-    queries_per_call,
 )
-from hullft.pipeline import Candidates, RowContext
+from hullft.pipeline import Candidates, RowContext, queries_per_call
 from hullft.results import BASE_METHOD, STATUS_FAILED, ResultRow, ResultSink, failure_rows
 
 log = logging.getLogger(__name__)

@@ -249,6 +249,13 @@ def run_id_for(cfg: RunConfig) -> str:
     return f"{cfg.experiment.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+def queries_per_call(batch_jobs: int, methods_per_query: int) -> int:
+    """Queries per call that fill a replica training ``batch_jobs`` jobs at once, when
+    each query brings ``methods_per_query`` finetuning jobs: rounded up, so the
+    engine's last group may be partly filled rather than the replica underused."""
+    return max(1, -(-max(1, batch_jobs) // max(1, methods_per_query)))
+
+
 def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
     """The whole pipeline in this process, no Ray: the reference for the Ray runtime."""
     from hullft.batched import make_engine
@@ -272,10 +279,8 @@ def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
         pool = index.embeddings.get(cands.ids)
         sels = select_methods(pool, cands.embedding, cfg.selection, cfg.selection.methods)
         items.append(WorkItem(cands, tuple(sels), ctx))
-    # As a Ray model worker is given: enough queries per call to fill the engine's
-    # batch (actors.policy.queries_per_call, rounded up).
-    jobs = int(getattr(engine, "batch_jobs", 1))
-    batch = max(1, -(-jobs // max(1, len(cfg.selection.methods))))
+    # As a Ray model worker is given: enough queries per call to fill the engine.
+    batch = queries_per_call(int(getattr(engine, "batch_jobs", 1)), len(cfg.selection.methods))
     rows: list[ResultRow] = []
     for i in range(0, len(items), batch):
         for query_rows in finetune_and_score_batch(

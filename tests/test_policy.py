@@ -199,3 +199,13 @@ def test_pick_worker_least_loaded_live_ready_with_a_free_slot() -> None:
 def test_policy_from_config() -> None:
     cfg = ClusterConfig(max_attempts=5, retry_backoff_s=0.25, restart_wait_s=7.0)
     assert RetryPolicy.from_config(cfg) == RetryPolicy(5, 0.25, 7.0)
+
+
+def test_queries_per_call_fill_the_engines_jobs_rounding_up() -> None:
+    from hullft.pipeline import queries_per_call
+
+    assert queries_per_call(1, 3) == 1  # the one-at-a-time engine: one query per call
+    assert queries_per_call(16, 3) == 6  # 18 jobs: the engine's last group part-filled
+    assert queries_per_call(9, 3) == 3
+    assert queries_per_call(4, 1) == 4
+    assert queries_per_call(0, 0) == 1  # never zero
