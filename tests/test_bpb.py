@@ -20,6 +20,7 @@ from hullft.bpb import (
     score_bpb,
 )
 from hullft.models import build_tiny_model
+from tests.fixtures.models import peaked_llama
 
 LN2 = math.log(2)
 TEXTS = [
@@ -202,26 +203,8 @@ def test_token_log_probabilities_agree_with_float64(tiny):
     with a 8192-token vocabulary and peaked logits (an output layer scaled up, as a
     trained LM's are) makes the old ``cross_entropy(logits.transpose(1, 2))`` form
     5e-7 low against float64; this form is within ~3e-9."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     _, tok = tiny
-    cfg = LlamaConfig(
-        vocab_size=8192,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(30.0)
+    model = peaked_llama(tok, 256).eval()
     text = LONG[:212]
     ids = torch.tensor([[tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]])
     with torch.no_grad():

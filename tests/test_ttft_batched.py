@@ -29,6 +29,7 @@ from hullft.batched.factory import CPU_AUTO_BATCH
 from hullft.config import FinetuneConfig
 from hullft.models import build_tiny_model
 from hullft.ttft import RuntimePolicy, TTFTEngine, TTFTJob, TTFTResult
+from tests.fixtures.models import peaked_llama
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -573,30 +574,9 @@ def test_batched_optimizer_equals_one_torch_optimizer_per_row(cfg, fused):
     assert batched.steps == [4, 3, 1]
 
 
-def peaked_llama():
-    """A Llama with a large vocabulary and peaked logits (an output layer scaled up,
-    as a trained LM's are): where scoring over a non-last class dimension is biased."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def peaked():
     _, tok = tiny()
-    cfg = LlamaConfig(
-        vocab_size=8192,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=L,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(cfg)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(30.0)
-    return model, tok
+    return peaked_llama(tok, L), tok
 
 
 def test_batched_scoring_is_the_scorers_own_per_token_loss():
@@ -606,7 +586,7 @@ def test_batched_scoring_is_the_scorers_own_per_token_loss():
     low here and ~5e-5 on SmolLM2-135M) cannot hide inside it."""
     cfg = config("adam", 2)
     jobs = (TTFTJob(Q_LONG, TEXTS[:3], (2, 1, 1)),)
-    want, _ = run_sequential(peaked_llama, cfg, jobs)
-    got, _, _ = run_batched(peaked_llama, cfg, jobs, 1)
+    want, _ = run_sequential(peaked, cfg, jobs)
+    got, _, _ = run_batched(peaked, cfg, jobs, 1)
     assert want[0].optimizer_steps == 4
     assert rel(got[0].bpb_after, want[0].bpb_after) < 5e-8
