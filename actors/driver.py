@@ -58,72 +58,86 @@ def run_pipeline(
     run_id = run_id_for(cfg)
     run_dir = Path(cfg.experiment.output_dir).expanduser() / run_id
     _check_inputs(cfg)  # a typo in a path must not leave an empty run directory behind
-    lease = _claim_run_dir(run_dir, cfg)  # held until this function returns or we die
-    sink = ResultSink(
-        run_dir,
-        part_rows=cfg.experiment.results_part_rows,
-        part_seconds=cfg.experiment.results_part_s,
-    )
-
-    index_dir = ensure_index(cfg)
-    if demo:
-        print_corpus_table(index_dir)
-    queries = load_queries(cfg.queries)
-    if cfg.experiment.limit is not None:
-        queries = queries[: cfg.experiment.limit]
-    tasks = _pending_tasks(queries, cfg.selection.methods, sink.done)
-    log.info(
-        "run %s: %d queries, %d already complete, %d to do (results in %s)",
-        run_id,
-        len(queries),
-        len(queries) - len(tasks),
-        len(tasks),
-        run_dir,
-    )
-    scheduler = None
-    message = ""
-    loop_s = 0.0
-    if tasks:
-        with ray_session.session(cfg.cluster):
-            own_pool = pool is None
-            actors_pool = ActorPool() if pool is None else pool
-            try:
-                t_loop = time.perf_counter()
-                scheduler, message = _process(
-                    cfg, index_dir, tasks, sink, worker_cls, progress, on_query_done, actors_pool
-                )
-                loop_s = time.perf_counter() - t_loop
-            finally:
-                sink.flush()  # commit what is buffered, whatever stopped the loop
-                if own_pool:
-                    actors_pool.close()
-    remaining = _pending_tasks(queries, cfg.selection.methods, sink.done)
-    sink.close(compact=not remaining)  # a finished run keeps a few result files
-    counters = scheduler.counters if scheduler else None
-    summary = RunSummary(
-        run_id=run_id,
-        run_dir=run_dir,
-        complete=not remaining,
-        queries_total=len(queries),
-        queries_processed=counters.processed if counters else 0,
-        rows_written=counters.rows_written if counters else 0,
-        failed_rows=counters.failed_rows if counters else 0,
-        retried_queries=len(counters.retried) if counters else 0,
-        workers_replaced=counters.replaced if counters else 0,
-        elapsed_s=time.perf_counter() - t_start,
-        loop_s=loop_s,
-        message=message,
-    )
-    summary.report = summarize_run(run_dir, cfg, summary)
-    if not summary.complete:
-        log.error(
-            "run %s incomplete: %d queries left (%s). Rerun the same command to resume.",
-            run_id,
-            len(remaining),
-            message or "see the log above",
+    # The lease is held until the run ends (returns or raises) or the process dies.
+    with _claim_run_dir(run_dir, cfg):
+        sink = ResultSink(
+            run_dir,
+            part_rows=cfg.experiment.results_part_rows,
+            part_seconds=cfg.experiment.results_part_s,
         )
-    lease.release()
-    return summary
+
+        index_dir = ensure_index(cfg)
+        if demo:
+            print_corpus_table(index_dir)
+        queries = load_queries(cfg.queries)
+        if cfg.experiment.limit is not None:
+            queries = queries[: cfg.experiment.limit]
+        tasks = _pending_tasks(queries, cfg.selection.methods, sink.done)
+        log.info(
+            "run %s: %d queries, %d already complete, %d to do (results in %s)",
+            run_id,
+            len(queries),
+            len(queries) - len(tasks),
+            len(tasks),
+            run_dir,
+        )
+        scheduler, message, loop_s = _run_tasks(
+            cfg, index_dir, tasks, sink, worker_cls, progress, on_query_done, pool
+        )
+        remaining = _pending_tasks(queries, cfg.selection.methods, sink.done)
+        sink.close(compact=not remaining)  # a finished run keeps a few result files
+        counters = scheduler.counters if scheduler else None
+        summary = RunSummary(
+            run_id=run_id,
+            run_dir=run_dir,
+            complete=not remaining,
+            queries_total=len(queries),
+            queries_processed=counters.processed if counters else 0,
+            rows_written=counters.rows_written if counters else 0,
+            failed_rows=counters.failed_rows if counters else 0,
+            retried_queries=len(counters.retried) if counters else 0,
+            workers_replaced=counters.replaced if counters else 0,
+            elapsed_s=time.perf_counter() - t_start,
+            loop_s=loop_s,
+            message=message,
+        )
+        summary.report = summarize_run(run_dir, cfg, summary)
+        if not summary.complete:
+            log.error(
+                "run %s incomplete: %d queries left (%s). Rerun the same command to resume.",
+                run_id,
+                len(remaining),
+                message or "see the log above",
+            )
+        return summary
+
+
+def _run_tasks(
+    cfg: RunConfig,
+    index_dir: Path,
+    tasks: list[Task],
+    sink: ResultSink,
+    worker_cls: type,
+    progress: bool,
+    on_query_done: Callable[[str], None] | None,
+    pool: ActorPool | None,
+) -> tuple[Scheduler | None, str, float]:
+    """Run ``tasks`` in a Ray session: the scheduler (None when there was nothing to
+    do), why the loop stopped early ("" when it did not) and the loop's seconds."""
+    if not tasks:
+        return None, "", 0.0
+    with ray_session.session(cfg.cluster):
+        actors_pool = ActorPool() if pool is None else pool
+        try:
+            t_loop = time.perf_counter()
+            scheduler, message = _process(
+                cfg, index_dir, tasks, sink, worker_cls, progress, on_query_done, actors_pool
+            )
+            return scheduler, message, time.perf_counter() - t_loop
+        finally:
+            sink.flush()  # commit what is buffered, whatever stopped the loop
+            if pool is None:
+                actors_pool.close()
 
 
 def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> RunDirLease:

@@ -115,6 +115,26 @@ def test_missing_data_path_leaves_no_run_directory(tmp_path: Path, capsys) -> No
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_run_that_raises_releases_its_run_directory(tmp_path: Path) -> None:
+    """A library caller that catches a run's error can claim its directory again:
+    the lease ends when `run_pipeline` raises, not when the process exits."""
+    from actors.driver import run_pipeline
+    from tests.conftest import smoke_config
+
+    not_a_dir = tmp_path / "index-file"
+    not_a_dir.write_text("a file where the index should go")
+    cfg = smoke_config(not_a_dir, tmp_path / "runs", ["experiment.run_id=raises"])
+    # The caller keeps the error (and so its traceback's frames) alive, as a library
+    # caller that logs or re-raises it later does; the lease must not depend on them.
+    with pytest.raises(NotADirectoryError, match="existing file") as caught:
+        run_pipeline(cfg, progress=False)
+    run_dir = tmp_path / "runs" / "raises"
+    assert (run_dir / RUN_META).exists()  # it was claimed before the index step failed
+    with claim_run_dir(run_dir, json.loads((run_dir / RUN_META).read_text())["config"]):
+        pass
+    assert caught.value is not None
+
+
 def test_second_driver_on_a_live_run_fails_fast(smoke_index_dir: Path, tmp_path: Path) -> None:
     """Two real `hullft run` drivers on one run directory: the second exits non-zero
     naming the directory and the first driver's pid and writes nothing; the first
