@@ -281,6 +281,25 @@ def plan_bpb(
     )
 
 
+class QueryPlanner:
+    """:func:`plan_bpb` for one engine's tokenizer, mode and context, keeping the last
+    plan: the base and every method of a query score the same text, so an engine
+    tokenizes each query once."""
+
+    def __init__(self, tokenizer: Any, *, mode: BPBMode, max_length: int):
+        self.tokenizer = tokenizer
+        self.mode: BPBMode = mode
+        self.max_length = max_length
+        self._last: tuple[str | bytes, BPBPlan] | None = None
+
+    def __call__(self, query: str | bytes) -> BPBPlan:
+        if self._last is not None and self._last[0] == query:
+            return self._last[1]
+        plan = plan_bpb(self.tokenizer, query, mode=self.mode, max_length=self.max_length)
+        self._last = (query, plan)
+        return plan
+
+
 # ---------------------------------------------------------------------------
 # Scoring
 

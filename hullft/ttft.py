@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from hullft.bpb import (
     BPBPlan,
     BPBResult,
+    QueryPlanner,
     clean_text,
-    plan_bpb,
     prefix_token_id,
     resolve_max_length,
     score_bpb,
@@ -347,7 +347,7 @@ class TTFTEngine:
         self._live = [*self._params, *model.buffers()]
         with torch.no_grad():
             self._snapshot = [t.detach().clone() for t in self._live]
-        self._last_plan: tuple[str | bytes, BPBPlan] | None = None
+        self._plan = QueryPlanner(tokenizer, mode=config.bpb_mode, max_length=self.max_length)
         self._train_loss: Callable[[torch.Tensor], torch.Tensor] = self._loss
         self._warm = not self.policy.compile
         if self.policy.compile:
@@ -498,17 +498,6 @@ class TTFTEngine:
         self._synchronize()
 
     # -- internals ----------------------------------------------------------
-
-    def _plan(self, query: str | bytes) -> BPBPlan:
-        """The query's tokens and windows. The last plan is kept: the base and every
-        method of a query score the same text, so it is tokenized once per query."""
-        if self._last_plan is not None and self._last_plan[0] == query:
-            return self._last_plan[1]
-        plan = plan_bpb(
-            self.tokenizer, query, mode=self.config.bpb_mode, max_length=self.max_length
-        )
-        self._last_plan = (query, plan)
-        return plan
 
     def _score(self, plan: BPBPlan) -> BPBResult:
         return score_bpb(self.model, plan, autocast_dtype=_dtype(self.policy.eval_autocast))

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from hullft import ttft
+from hullft import bpb, ttft
 from hullft.bpb import BPBResult, bits_per_byte
 from hullft.config import FinetuneConfig
 from hullft.models import build_tiny_model
@@ -515,8 +515,8 @@ def test_base_is_scored_once_and_shared(monkeypatch):
         engine.run(QUERY, TEXTS, COUNTS, base=dataclasses.replace(base, mode="paper"))
     # The query is tokenized once for the base and all the methods that share it.
     plans = []
-    real_plan = ttft.plan_bpb
-    monkeypatch.setattr(ttft, "plan_bpb", lambda *a, **k: plans.append(1) or real_plan(*a, **k))
+    real_plan = bpb.plan_bpb
+    monkeypatch.setattr(bpb, "plan_bpb", lambda *a, **k: plans.append(1) or real_plan(*a, **k))
     other = engine.evaluate("Yet another query.")
     for _ in range(3):
         engine.run("Yet another query.", TEXTS, COUNTS, base=other)

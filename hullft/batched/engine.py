@@ -43,7 +43,7 @@ from hullft.batched.optim import BatchedOptimizer
 from hullft.bpb import (
     BPBPlan,
     BPBResult,
-    plan_bpb,
+    QueryPlanner,
     prefix_token_id,
     resolve_max_length,
     score_bpb,
@@ -166,7 +166,7 @@ class BatchedTTFTEngine:
             self._base = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
         self._vocab = int(getattr(model.config, "vocab_size", 0) or 1)
         self._state: _State | None = None
-        self._last_plan: tuple[str | bytes, BPBPlan] | None = None
+        self._plan = QueryPlanner(tokenizer, mode=config.bpb_mode, max_length=self.max_length)
         self._loss_fn: Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
         self._loss_fn = self._job_losses
         self._warm = not self.policy.compile
@@ -271,15 +271,6 @@ class BatchedTTFTEngine:
         self._synchronize()
 
     # -- admission: the sequential engine's checks, per job -------------------
-
-    def _plan(self, query: str | bytes) -> BPBPlan:
-        if self._last_plan is not None and self._last_plan[0] == query:
-            return self._last_plan[1]
-        plan = plan_bpb(
-            self.tokenizer, query, mode=self.config.bpb_mode, max_length=self.max_length
-        )
-        self._last_plan = (query, plan)
-        return plan
 
     def _admit(self, index: int, job: TTFTJob, js: list[int]) -> _Job | TTFTResult:
         """Plan, score before and tokenize one job, or its result if it cannot train."""
