@@ -22,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 
 from actors import ray_session
 from actors.driver import run_pipeline
 from actors.pool import ActorPool
 from hullft.bench_report import BenchPoint, figures, jsonable, ok_rows, write_plots, write_report
 from hullft.config import RunConfig
+from hullft.data.queries import load_queries
+from hullft.index import build_index, load_index
+from hullft.models import load_model
 from hullft.results import read_results
 
 log = logging.getLogger(__name__)
@@ -108,8 +112,6 @@ def run_bench(cfg: RunConfig) -> Path:
 
 def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
     """``workers`` replicas: one GPU share each on GPU clusters, a CPU share on CPU."""
-    import ray
-
     gpus = ray.cluster_resources().get("GPU", 0.0)
     cluster: dict[str, Any] = {"num_workers": workers}
     if gpus > 0:  # several workers per GPU (fractional) where there are fewer GPUs
@@ -121,8 +123,6 @@ def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
 
 def _param_count(cfg: RunConfig) -> int | None:
     try:
-        from hullft.models import load_model
-
         lm = load_model(cfg.model, device="cpu")
         return int(sum(p.numel() for p in lm.model.parameters()))
     except Exception as exc:  # reporting only
@@ -132,10 +132,10 @@ def _param_count(cfg: RunConfig) -> int | None:
 
 def _naive_comparison(cfg: RunConfig, point: BenchPoint) -> dict[str, Any]:
     """hullft's engine vs the published procedure on the same model and multisets."""
+    # torch and both engines load here, in the one driver-side step that trains;
+    # the rest of the bench (and `hullft --help`) never imports torch.
     import torch
 
-    from hullft.index import load_index
-    from hullft.models import load_model
     from hullft.reference import PublishedProcedure
     from hullft.ttft import TTFTEngine
 
@@ -144,7 +144,6 @@ def _naive_comparison(cfg: RunConfig, point: BenchPoint) -> dict[str, Any]:
     hull = rows[rows["method"] == "hullft"].head(cfg.bench.naive_queries)
     if hull.empty:
         return {}
-    from hullft.data.queries import load_queries
 
     queries = {q.query_id: q.text for q in load_queries(point.cfg.queries)}
     texts = load_index(_index_dir(point.cfg)).texts
@@ -179,6 +178,4 @@ def _naive_comparison(cfg: RunConfig, point: BenchPoint) -> dict[str, Any]:
 
 
 def _index_dir(cfg: RunConfig) -> Path:
-    from hullft.index import build_index
-
     return Path(build_index(cfg, progress=False))

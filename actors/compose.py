@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from actors.config_help import unknown_option_message
 from hullft.config import ConfigError, RunConfig, build_config, config_to_dict
@@ -37,12 +44,6 @@ def config_dir() -> Path:
 
 def load_config(overrides: Sequence[str] = (), command: str = "run") -> RunConfig:
     """Compose the configs (:func:`config_dir`) with Hydra ``overrides`` into a RunConfig."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     overrides = list(overrides)
     implied = IMPLIED_EXPERIMENT.get(command)
     if implied and not any(o.split("=", 1)[0].lstrip("+~") == "experiment" for o in overrides):
@@ -63,8 +64,6 @@ def load_config(overrides: Sequence[str] = (), command: str = "run") -> RunConfi
 def _explain_hydra_error(msg: str) -> str:
     """Trim Hydra's message; name the valid keys for an unknown key and the valid
     options (and the closest one) for an unknown group option."""
-    import re
-
     msg = msg.split("\nConfig search path:")[0].strip()
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", msg)
     if missing:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hullft.config import RunConfig
 from hullft.config_docs import setting
 
@@ -86,8 +88,6 @@ def group_options(config_dir: Path) -> dict[str, list[Option]]:
 
 def default_choices(config_dir: Path) -> dict[str, str]:
     """``{group: option}`` chosen by the ``defaults`` list of ``config.yaml``."""
-    import yaml
-
     root = yaml.safe_load((config_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     choices = {}
     for entry in root.get("defaults", []):

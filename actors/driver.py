@@ -19,13 +19,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ray
+from tqdm.auto import tqdm
+
 from actors import ray_session
 from actors.gpu_worker import ModelWorker
 from actors.policy import RetryPolicy, WorkerPlan, plan_workers
 from actors.pool import ACTOR_NAMESPACE, ActorPool, worker_actor_name
+from actors.ray_embed import build_index_distributed
 from actors.scheduler import Actors, Scheduler, Task
 from hullft.config import RunConfig, config_to_dict
+from hullft.data.queries import load_queries
+from hullft.data.readers import resolve_inputs
+from hullft.index import build_index
 from hullft.pipeline import row_config, run_id_for
+from hullft.report import print_corpus_table, summarize_run
 from hullft.results import BASE_METHOD, ResultSink, RunSummary
 from hullft.rundir import RunDirLease, claim_run_dir
 
@@ -51,9 +59,6 @@ def run_pipeline(
     ``pool`` keeps the actors for the next run in the same Ray session (the bench);
     without one they are stopped when the run ends.
     """
-    from hullft.data.queries import load_queries
-    from hullft.report import print_corpus_table, summarize_run
-
     t_start = time.perf_counter()
     run_id = run_id_for(cfg)
     run_dir = Path(cfg.experiment.output_dir).expanduser() / run_id
@@ -147,19 +152,13 @@ def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> RunDirLease:
 
 def _check_inputs(cfg: RunConfig) -> None:
     """Fail on a missing corpus or query path before anything is written."""
-    from hullft.data.readers import resolve_inputs
-
     resolve_inputs(cfg.data.paths, "train")
     resolve_inputs(cfg.queries.paths, "test")
 
 
 def ensure_index(cfg: RunConfig) -> Path:
     """Build (or find) the index, through Ray Data when ``index.distributed``."""
-    from hullft.index import build_index
-
     if cfg.index.distributed:
-        from actors.ray_embed import build_index_distributed
-
         return Path(build_index_distributed(cfg))
     return Path(build_index(cfg))
 
@@ -188,9 +187,6 @@ def _process(
 ) -> tuple[Scheduler, str]:
     """Start (or reuse) the actors and run the event loop. Returns the scheduler
     (its counters) and an empty string, or why the run stopped early."""
-    import ray
-    from tqdm.auto import tqdm
-
     resources = ray.cluster_resources()
     plan = plan_workers(cfg.cluster, resources.get("GPU", 0.0), resources.get("CPU", 0.0))
     log.info(
@@ -260,8 +256,6 @@ def _worker_factory(
     run_id: str,
     idle: list[Any],
 ) -> Callable[[str], Any]:
-    import ray
-
     remote_cls: Any = ray.remote(num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=0)(
         worker_cls
     )

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from hullft.config import FinetuneConfig, ModelConfig
+from hullft.index import load_index
+from hullft.models import load_model
 from hullft.pipeline import (
     Candidates,
     MethodSelection,
@@ -68,15 +72,11 @@ class ModelWorker:
 
     def ping(self) -> str:
         """This actor's Ray id, at once (before the model is built)."""
-        import ray
-
         return ray.get_runtime_context().get_actor_id() or ""
 
     def prepare(self) -> WorkerInfo:
         """Build the model (once) and say who this worker is and its batch size."""
         self._ensure_ready()
-        import ray
-
         return WorkerInfo(
             worker_id=self.worker_id,
             actor_id=ray.get_runtime_context().get_actor_id() or "",
@@ -87,11 +87,11 @@ class ModelWorker:
     def _ensure_ready(self) -> None:
         if self._engine is not None:
             return
+        # torch loads in the actor process only: the driver imports this module to
+        # make the actor class remote and must stay free of it.
         import torch
 
         from hullft.batched import make_engine
-        from hullft.index import load_index
-        from hullft.models import load_model
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
@@ -144,8 +144,6 @@ class ModelWorker:
 
 def _node_id() -> str:
     try:
-        import ray
-
         return str(ray.get_runtime_context().get_node_id())[:12]
     except Exception:  # not inside Ray
         return "local"

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hullft.config import EmbedderConfig, IndexConfig
+from hullft.embedder import Embedder
+from hullft.index import load_index, search_settings
 from hullft.pipeline import Candidates, retrieve
 
 log = logging.getLogger(__name__)
@@ -20,9 +22,6 @@ log = logging.getLogger(__name__)
 
 class IndexService:
     def __init__(self, index_dir: str | Path, embedder_cfg: EmbedderConfig, index_cfg: IndexConfig):
-        from hullft.embedder import Embedder
-        from hullft.index import load_index, search_settings
-
         self.index = load_index(index_dir, embedder=embedder_cfg, **search_settings(index_cfg))
         self.embedder = Embedder.from_config(embedder_cfg)
 

@@ -250,6 +250,7 @@ def _ray_ready() -> bool:
 def _get(metric: Metric) -> Any:
     obj = _objects.get(metric.name)
     if obj is None:
+        # Ray: imported only once _ray_ready() found it loaded (see there)
         from ray.util import metrics as rm
 
         if metric.kind == "counter":

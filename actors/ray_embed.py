@@ -24,7 +24,8 @@ import numpy as np
 import ray
 
 from actors import ray_session
-from hullft.config import EmbedderConfig, RunConfig, config_to_dict
+from hullft.config import EmbedderConfig, RunConfig, build_config, config_to_dict
+from hullft.embedder import Embedder
 from hullft.index import build_index
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,6 @@ class _EmbedActor:
     """One embedder per actor (the Ray Data callable class)."""
 
     def __init__(self, embedder: dict[str, Any]):
-        from hullft.config import build_config
-        from hullft.embedder import Embedder
-
         cfg = build_config(EmbedderConfig, embedder, "embedder")
         self.embedder = Embedder.from_config(cfg)
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hullft.config import SelectionConfig
+from hullft.index import load_index
 from hullft.pipeline import Candidates, MethodSelection, select_methods
+from hullft.selection import warm_up
 
 
 class SelectorService:
     def __init__(self, index_dir: str | Path, cfg: SelectionConfig):
-        from hullft.index import load_index
-        from hullft.selection import warm_up
-
         # Only the embedding store is used; the FAISS index itself is not searched here.
         self.embeddings = load_index(index_dir).embeddings
         self.cfg = cfg

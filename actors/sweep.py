@@ -22,7 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+
+from actors import ray_session
 from actors.compose import load_config
+from actors.driver import run_pipeline
+from actors.pool import ActorPool
 from hullft.config import ConfigError, RunConfig, config_to_dict
 from hullft.pipeline import ROW_NEUTRAL_KEYS, ROW_NEUTRAL_SECTIONS, run_id_for
 from hullft.sweep_report import SweepRun, write_sweep_summary
@@ -41,9 +47,6 @@ class Combination:
 def expand(overrides: Sequence[str]) -> list[Combination]:
     """The cartesian product of Hydra sweep overrides, in command-line order (the
     last key varies fastest, as in Hydra's basic sweeper)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
@@ -97,10 +100,6 @@ def run_sweep(
 
     ``on_query_done`` is passed to each run (tests interrupt a sweep with it).
     """
-    from actors import ray_session
-    from actors.driver import run_pipeline
-    from actors.pool import ActorPool
-
     combos = expand(overrides)
     configs: list[RunConfig] = []
     for c in combos:

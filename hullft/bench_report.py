@@ -136,10 +136,11 @@ def on_cuda(rows: Any) -> bool:
 
 
 def write_plots(out: Path, fig: dict[str, Any]) -> None:
+    # matplotlib (~0.5 s, and the backend must be set first): only plots need it
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use: pyplot reads the backend
 
     methods = [BASE_METHOD, *fig["methods"]]
 
@@ -213,6 +214,7 @@ def write_plots(out: Path, fig: dict[str, Any]) -> None:
 
 
 def write_report(out: Path, cfg: RunConfig, fig: dict[str, Any]) -> None:
+    # pandas (~0.5 s): only a written report needs it
     import pandas as pd
 
     methods = [BASE_METHOD, *fig["methods"]]

@@ -67,6 +67,7 @@ def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
     if device != "auto":
         return device
+    # torch: asked only when an embedder is built
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -147,6 +148,7 @@ class SentenceTransformerEmbedder(Embedder):
     def __init__(
         self, source: str | Path, cfg: EmbedderConfig, device: str, name: str | None = None
     ):
+        # sentence_transformers (and torch): only a process that embeds loads them
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -185,6 +187,7 @@ class MeanPoolingEmbedder(Embedder):
     """A plain Hugging Face encoder: mean of the last hidden states over real tokens."""
 
     def __init__(self, source: str | Path, cfg: EmbedderConfig, device: str):
+        # torch, transformers: only a process that embeds loads them
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -205,6 +208,7 @@ class MeanPoolingEmbedder(Embedder):
         return {**super().info(), "max_seq_length": self.max_seq_length}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        # torch: only a process that embeds loads it (the driver only configures)
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

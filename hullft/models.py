@@ -57,6 +57,7 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     """The tokenizer alone (ingestion needs it to cut sequences, not the weights)."""
     if cfg.name == TINY_MODEL:
         return byte_tokenizer()
+    # transformers (~1 s): only a process that tokenizes needs it
     from transformers import AutoTokenizer
 
     path = embedded_model_dir(cfg.cache_dir) if cfg.name == EMBEDDED_MODEL else cfg.name
@@ -64,6 +65,7 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
 
 
 def _from_pretrained(path: str | Path, *, trust_remote_code: bool) -> tuple[Any, Any]:
+    # torch, transformers: only a process that loads a model needs them
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -116,6 +118,7 @@ def embedded_model_dir(cache_dir: str | None = None) -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
+    # torch, transformers: only the one-time GGUF conversion needs them
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -152,6 +155,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
 def byte_tokenizer() -> Any:
     """A byte-level tokenizer (256 byte tokens + ``<|endoftext|>``) built in-process."""
+    # tokenizers, transformers: only a process that tokenizes loads them
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -172,6 +176,7 @@ def build_tiny_model(
     *, hidden: int = 64, layers: int = 2, context: int = 256, seed: int = 0, tokenizer: Any = None
 ) -> tuple[Any, Any]:
     """A randomly initialised small Llama over ``tokenizer`` (default: the byte tokenizer)."""
+    # torch, transformers: only a process that builds a model loads them
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -7,21 +7,24 @@ through Ray gives the same rows as :func:`run_local` for the same config.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from hullft.config import RunConfig, SelectionConfig, config_to_dict
+from hullft.data.queries import Query, load_queries
+from hullft.embedder import Embedder
+from hullft.index import build_index, load_index, search_settings
+from hullft.models import load_model
 from hullft.protocols import FinetuneEngine, SearchIndex, TextEmbedder
 from hullft.results import BASE_METHOD, STATUS_FAILED, Outcome, ResultRow, base_outcome
-
-if TYPE_CHECKING:
-    from hullft.data.queries import Query
-    from hullft.selection import Selection
+from hullft.selection import Selection, select
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +110,6 @@ def select_methods(
     a MethodSelection with ``error`` set instead of raising, so the other methods
     of the query still run and the failure is recorded in its row.
     """
-    from hullft.selection import select
-
     results = []
     for method in methods:
         t0 = time.perf_counter()
@@ -242,9 +243,6 @@ def run_id_for(cfg: RunConfig) -> str:
     """
     if cfg.experiment.run_id:
         return cfg.experiment.run_id
-    import hashlib
-    import json
-
     key = json.dumps(row_config(cfg), sort_keys=True)
     return f"{cfg.experiment.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
@@ -258,11 +256,7 @@ def queries_per_call(batch_jobs: int, methods_per_query: int) -> int:
 
 def run_local(cfg: RunConfig, *, device: str = "cpu") -> list[ResultRow]:
     """The whole pipeline in this process, no Ray: the reference for the Ray runtime."""
-    from hullft.batched import make_engine
-    from hullft.data.queries import load_queries
-    from hullft.embedder import Embedder
-    from hullft.index import build_index, load_index, search_settings
-    from hullft.models import load_model
+    from hullft.batched import make_engine  # torch: the driver imports this module, never torch
 
     index_dir = build_index(cfg)
     index = load_index(index_dir, embedder=cfg.embedder, **search_settings(cfg.index))

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from hullft.config import RunConfig
+from hullft.config import RunConfig, config_to_dict
 from hullft.report import format_table, provenance
 from hullft.results import BASE_METHOD, read_results
 from hullft.stats import (
@@ -231,6 +231,7 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    # after matplotlib.use: pyplot reads the backend when first imported
     import matplotlib.pyplot as plt
 
     return plt
@@ -339,8 +340,6 @@ def write_report(
     extra_provenance: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``out`` (markdown) and its PNGs in ``<out stem>/`` next to it."""
-    from hullft.config import config_to_dict
-
     results = list(load_points(cfg) if results is None else results)
     out = Path(out)
     fig_dir = out.parent / out.stem

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hullft.config import config_to_dict
 from hullft.results import BASE_METHOD, RunSummary, read_results
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ STAGES = ("select_s", "finetune_s", "evaluate_s")
 def summary_table(df: Any) -> Any:
     """Per (domain, method) and overall: queries, mean BPB, change vs base and vs kNN
     (mean over queries of the paired difference), p50/p95 seconds per stage."""
+    # pandas (~0.5 s): only a written report needs it
     import pandas as pd
 
     ok = df[df["status"] != "failed"]
@@ -109,6 +111,7 @@ def provenance() -> dict[str, str]:
         except Exception:
             info[mod] = "not installed"
     try:
+        # torch: its version and the GPU are reported only when it is installed and asked
         import torch
 
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
@@ -130,8 +133,6 @@ def provenance() -> dict[str, str]:
 
 def provenance_section(cfg: Any) -> list[str]:
     """Markdown lines: versions, hardware, git revision, date and the full config."""
-    from hullft.config import config_to_dict
-
     payload = {"provenance": provenance(), "config": config_to_dict(cfg)}
     return ["## Provenance", "", "```json", json.dumps(payload, indent=2), "```", ""]
 

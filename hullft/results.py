@@ -285,6 +285,7 @@ class ResultSink:
     def _finish_compaction(self) -> None:
         """Remove parts that a committed compacted file replaces (a crash came
         between its rename and the removal of its sources)."""
+        # pyarrow: see _schema
         import pyarrow.parquet as pq
 
         replaced: set[str] = set()
@@ -367,6 +368,7 @@ class ResultSink:
     def compact(self, rows_per_file: int = COMPACT_ROWS) -> list[Path]:
         """Merge the committed parts into as few files as ``rows_per_file`` allows,
         streaming one part at a time. Crash-safe: see the class docstring."""
+        # pyarrow: see _schema
         import pyarrow.parquet as pq
 
         self.flush()
@@ -407,6 +409,7 @@ class ResultSink:
     def _commit(self, source: Any, replaces: Sequence[str]) -> Path:
         """Write a table (or the concatenation of the parts in a list) atomically as
         the next part; ``replaces`` goes into its metadata."""
+        # pyarrow: see _schema
         import pyarrow.parquet as pq
 
         name = f"part-{self._next_seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
@@ -436,6 +439,7 @@ def _seq(part: Path) -> int:
 
 
 def _table(rows: Sequence[ResultRow]) -> Any:
+    # pyarrow: see _schema
     import pyarrow as pa
 
     return pa.Table.from_pylist([r.to_record() for r in rows], schema=_schema())
@@ -443,6 +447,7 @@ def _table(rows: Sequence[ResultRow]) -> Any:
 
 def _open(part: Path, read: Callable[[Path], Any]) -> Any:
     """``read(part)``, with any decoding error turned into one that names the file."""
+    # pyarrow: see _schema
     import pyarrow as pa
 
     try:
@@ -456,6 +461,7 @@ def _open(part: Path, read: Callable[[Path], Any]) -> Any:
 
 
 def _read_part(part: Path, columns: list[str] | None = None) -> Any:
+    # pyarrow: see _schema
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -492,6 +498,7 @@ def read_results(run_dir: str | os.PathLike[str], columns: list[str] | None = No
     (e.g. ``query_bytes``, ``batch_size``) are NaN there: unknown, not zero. Such a run
     resumes like any other (only ``query_id`` and ``method`` decide what is done).
     """
+    # pandas, pyarrow: only reading results needs them
     import pandas as pd
     import pyarrow as pa
 
@@ -519,6 +526,7 @@ def _upgrade(df: Any, run_dir: str | os.PathLike[str]) -> Any:
 
 
 def _schema() -> Any:
+    # pyarrow: only Parquet reading and writing need it (workers import this module for rows)
     import pyarrow as pa
 
     types: dict[str, Any] = {

@@ -184,3 +184,163 @@ def test_installed_packages_never_import_tools() -> None:
     bad = {m: sorted(t for t in ts if t.split(".")[0] == "tools") for m, ts in graph.items()}
     bad = {m: ts for m, ts in bad.items() if ts and not m.startswith("tools")}
     assert not bad, f"tools/ is not installed, yet {bad} import it"
+
+
+# ---- lazy imports ---------------------------------------------------------------------
+
+# Packages that cost a noticeable part of a second (or a GPU context) to import; a
+# function may import one of these, or a project module that imports one, lazily.
+HEAVY = frozenset(
+    {
+        "faiss",
+        "matplotlib",
+        "pandas",
+        "pyarrow",
+        "ray",
+        "sentence_transformers",
+        "tokenizers",
+        "torch",
+        "transformers",
+    }
+)
+
+
+def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The imports that run when the module is imported (not in a function or class,
+    not under ``if TYPE_CHECKING:``)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    stack: list[ast.stmt] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                stack.extend(node.body)
+            stack.extend(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                stack.extend(block)
+    return found
+
+
+def _absolute(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> list[str]:
+    """The dotted names an import statement imports (relative ones made absolute)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not node.level:
+        return [node.module or ""]
+    package = module if is_package else module.rpartition(".")[0]
+    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return [".".join([*base, *([node.module] if node.module else [])])]
+
+
+def heavy_at_import() -> dict[str, set[str]]:
+    """Module -> the HEAVY packages that importing it loads (module-level imports,
+    followed through the project's own modules)."""
+    files = _module_files()
+    direct: dict[str, set[str]] = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = [
+            n
+            for node in _module_level_imports(tree)
+            for n in _absolute(node, module, path.name == "__init__.py")
+        ]
+        direct[module] = {n for n in names if n}
+    memo: dict[str, set[str]] = {}
+
+    def heavy(module: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        if module in memo:
+            return memo[module]
+        out: set[str] = set()
+        for name in direct.get(module, ()):
+            root = name.split(".")[0]
+            if root in HEAVY:
+                out.add(root)
+            for target in {*_prefixes(name), name} & files.keys():
+                if target != module and target not in seen:
+                    out |= heavy(target, seen | {module})
+        memo[module] = out
+        return out
+
+    return {m: heavy(m) for m in files}
+
+
+def _has_reason(lines: list[str], lineno: int) -> bool:
+    """A comment on the import's line or in the run of import/comment lines above it."""
+    if "#" in lines[lineno - 1]:
+        return True
+    i = lineno - 2
+    while i >= 0 and (
+        not lines[i].strip() or lines[i].strip().startswith(("#", "import ", "from "))
+    ):
+        if "#" in lines[i]:
+            return True
+        i -= 1
+    return False
+
+
+def _optional_imports(tree: ast.AST) -> set[int]:
+    """Imports in a ``try`` that handles ImportError (or ModuleNotFoundError): optional
+    or platform-bound packages, whose ``except`` clause is the reason they are there."""
+    handles = ("ImportError", "ModuleNotFoundError")
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            h.type is not None and any(e in ast.unparse(h.type) for e in handles)
+            for h in node.handlers
+        ):
+            found |= {
+                id(n)
+                for stmt in node.body
+                for n in ast.walk(stmt)
+                if isinstance(n, (ast.Import, ast.ImportFrom))
+            }
+    return found
+
+
+def lazy_import_findings() -> list[str]:
+    """Function-level imports that import nothing heavy, or give no reason (imports
+    of optional packages, in a ``try`` that handles ImportError, are exempt)."""
+    files = _module_files()
+    heavy = heavy_at_import()
+    findings = []
+    for module, path in files.items():
+        if module.startswith("tools"):
+            continue
+        source = path.read_text()
+        tree = ast.parse(source, filename=str(path))
+        top = {id(n) for n in _module_level_imports(tree)} | _optional_imports(tree)
+        lines = source.splitlines()
+        for node in _runtime_imports(tree):
+            if id(node) in top:
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            for name in _absolute(node, module, path.name == "__init__.py"):
+                root = name.split(".")[0]
+                loads = (
+                    heavy.get(name, set()) | heavy.get(name.rpartition(".")[0], set())
+                    if root in PACKAGES
+                    else {root} & HEAVY
+                )
+                if not loads:
+                    findings.append(f"{where}: {name} is light; import it at module level")
+                elif not _has_reason(lines, node.lineno):
+                    findings.append(f"{where}: say why {name} ({sorted(loads)}) is lazy")
+    return findings
+
+
+def test_heavy_at_import_follows_project_modules() -> None:
+    heavy = heavy_at_import()
+    assert "torch" in heavy["hullft.ttft"]
+    assert "ray" in heavy["actors.sweep"]  # through actors.driver
+    assert "torch" not in heavy["hullft.pipeline"]  # it imports the engines lazily
+
+
+def test_lazy_imports_are_heavy_and_say_why() -> None:
+    """A function imports lazily only what is heavy to import (a HEAVY package, or a
+    project module that loads one), with a comment saying why; the rest of the
+    project's imports are at module level, where the import graph shows them."""
+    findings = lazy_import_findings()
+    assert not findings, "\n".join(findings)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.activations import ACT2FN
 
 from hullft.batched.arch import (
     Params,
@@ -60,8 +61,6 @@ class GPT2Stacked:
             model.lm_head.weight is model.transformer.wte.weight and model.lm_head.bias is None,
             "gpt2: an lm_head not tied to the token embedding",
         )
-        from transformers.activations import ACT2FN
-
         require(cfg.activation_function in ACT2FN, f"gpt2: activation {cfg.activation_function!r}")
         self.act = ACT2FN[cfg.activation_function]
         self.layers = int(cfg.n_layer)

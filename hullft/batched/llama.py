@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers.activations import ACT2FN
 
 from hullft.batched.arch import (
     Params,
@@ -49,8 +50,6 @@ class LlamaStacked:
         )
         rope = getattr(model.model.rotary_emb, "rope_type", "default")
         require(rope in STATIC_ROPE, f"llama: RoPE type {rope!r} depends on the sequence length")
-        from transformers.activations import ACT2FN
-
         require(cfg.hidden_act in ACT2FN, f"llama: activation {cfg.hidden_act!r}")
         self.act = ACT2FN[cfg.hidden_act]
         self.layers = int(cfg.num_hidden_layers)

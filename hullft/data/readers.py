@@ -27,6 +27,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
+from hullft.data.minipile import minipile_path
 from hullft.paths import expand
 
 log = logging.getLogger(__name__)
@@ -172,8 +175,6 @@ class ReadStats:
 
 def embedded_split(split: str) -> Path:
     """Path of a split (``train`` / ``test``) of the embedded minipile corpus."""
-    from hullft.data.minipile import minipile_path
-
     path = minipile_path(split)  # type: ignore[arg-type]
     if not path.is_file():
         raise FileNotFoundError(
@@ -282,8 +283,6 @@ def _zst_chunks(path: Path) -> Iterator[bytes]:
     frame is cut off, so frames are decoded one by one here and an unfinished frame
     is reported as truncated.
     """
-    import zstandard
-
     # The Pile's shards were written with large windows; allow up to 2 GiB.
     dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
     dobj = dctx.decompressobj()
@@ -414,6 +413,7 @@ class _Reader:
             return None
 
     def _parquet_records(self, f: InputFile) -> Iterator[tuple[int, Any]]:
+        # pyarrow: only Parquet inputs need it
         import pyarrow as pa
         import pyarrow.parquet as pq
 

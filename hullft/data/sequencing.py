@@ -149,6 +149,7 @@ def _backend(tokenizer: Any) -> Any:
                 f"{type(tokenizer).__name__} is not one. Load the model's tokenizer with "
                 "use_fast=True or convert it with transformers' convert_slow_tokenizer"
             )
+    # tokenizers: a worker's tokenizer has loaded it already; the driver never does
     from tokenizers import Tokenizer
 
     own = Tokenizer.from_str(backend.to_str())

@@ -38,6 +38,7 @@ from hullft.config import RunConfig
 from hullft.data.readers import Document, InputFile, ReadStats, iter_documents, resolve_inputs
 from hullft.data.sequencing import Sequencer
 from hullft.data.stores import EMBEDDINGS, TextStoreWriter, merge_text_stores, write_embeddings
+from hullft.embedder import Embedder
 from hullft.index import faiss_index
 from hullft.index.errors import BuildLockedError, EmptyCorpusError, IndexMismatchError
 from hullft.index.manifest import (
@@ -55,6 +56,7 @@ from hullft.index.manifest import (
     rebuild_hint,
     write_manifest,
 )
+from hullft.models import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +332,6 @@ class _Encoder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         fn = self.embed_fn
         if fn is None:
-            from hullft.embedder import Embedder
-
             self.embed_fn = fn = Embedder.from_config(self.cfg.embedder).encode
             # Several encoder batches per call: the bar moves, the encoder stays busy.
             self._step = 8 * self.cfg.embedder.batch_size
@@ -402,8 +402,6 @@ def _ingest(
                 log.info("shard %d changed since the interrupted build; redoing it", j)
                 shutil.rmtree(final)
             if sequencer is None:
-                from hullft.models import load_tokenizer
-
                 sequencer = Sequencer(
                     load_tokenizer(cfg.model), cfg.data.sequence_length, cfg.data.split
                 )

@@ -36,6 +36,7 @@ _TRAIN_SEED = 1234
 def _faiss() -> Any:
     """The faiss module, imported on first use (typed loosely: SWIG objects)."""
     try:
+        # faiss: loaded on first use, so configuring and reporting never need it
         import faiss
     except ImportError as exc:
         raise ModuleNotFoundError(
