@@ -95,6 +95,12 @@ def _config_epilog(command: str) -> str:
         return f"(config groups unavailable: {exc})"
 
 
+INTERRUPTED = (
+    "interrupted. Every finished query (and index shard) is kept; rerun the same command to resume"
+)
+"""What Ctrl-C prints: the driver commits its buffered rows on the way out."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     # Overrides may follow -m (`hullft run -m a=1,2 b=3`): argparse leaves the ones
@@ -152,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"hullft {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"hullft {args.command}: {INTERRUPTED}", file=sys.stderr)
+        return 130
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
 
@@ -166,6 +175,9 @@ def _multirun(command: str, overrides: Sequence[str]) -> int:
     except (OSError, ModuleNotFoundError, ValueError, DuplicateResultError) as exc:
         print(f"hullft {command} -m: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"hullft {command} -m: {INTERRUPTED}", file=sys.stderr)
+        return 130
     return 0 if result.complete else 1
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from actors.cli import INTERRUPTED
 from actors.compose import load_config
 from actors.driver import run_pipeline
 from hullft.config import RunConfig
@@ -84,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if args.command == "run":
-        return run(args.overrides)
+        try:
+            return run(args.overrides)
+        except KeyboardInterrupt:
+            print(f"quality.py run: {INTERRUPTED}", file=sys.stderr)
+            return 130
     return report(args.overrides, args.out)
 
 
