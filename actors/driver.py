@@ -13,9 +13,10 @@ the same run_id skips every (query, method) already written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,24 @@ def run_pipeline(
             len(tasks),
             run_dir,
         )
-        scheduler, message, loop_s = _run_tasks(
-            cfg, index_dir, tasks, sink, worker_cls, progress, on_query_done, pool
-        )
+        scheduler, message, loop_s = None, "", 0.0
+        if tasks:
+            with ray_session.session(cfg.cluster), _pool(pool) as actors_pool:
+                t_loop = time.perf_counter()
+                try:
+                    scheduler, message = _process(
+                        cfg,
+                        index_dir,
+                        tasks,
+                        sink,
+                        worker_cls,
+                        progress,
+                        on_query_done,
+                        actors_pool,
+                    )
+                finally:
+                    sink.flush()  # commit what is buffered, whatever stopped the loop
+                loop_s = time.perf_counter() - t_loop
         remaining = _pending_tasks(queries, cfg.selection.methods, sink.done)
         sink.close(compact=not remaining)  # a finished run keeps a few result files
         counters = scheduler.counters if scheduler else None
@@ -117,32 +133,17 @@ def run_pipeline(
         return summary
 
 
-def _run_tasks(
-    cfg: RunConfig,
-    index_dir: Path,
-    tasks: list[Task],
-    sink: ResultSink,
-    worker_cls: type,
-    progress: bool,
-    on_query_done: Callable[[str], None] | None,
-    pool: ActorPool | None,
-) -> tuple[Scheduler | None, str, float]:
-    """Run ``tasks`` in a Ray session: the scheduler (None when there was nothing to
-    do), why the loop stopped early ("" when it did not) and the loop's seconds."""
-    if not tasks:
-        return None, "", 0.0
-    with ray_session.session(cfg.cluster):
-        actors_pool = ActorPool() if pool is None else pool
-        try:
-            t_loop = time.perf_counter()
-            scheduler, message = _process(
-                cfg, index_dir, tasks, sink, worker_cls, progress, on_query_done, actors_pool
-            )
-            return scheduler, message, time.perf_counter() - t_loop
-        finally:
-            sink.flush()  # commit what is buffered, whatever stopped the loop
-            if pool is None:
-                actors_pool.close()
+@contextlib.contextmanager
+def _pool(pool: ActorPool | None) -> Iterator[ActorPool]:
+    """``pool``, or a pool of this run's own whose actors stop when the run ends."""
+    if pool is not None:
+        yield pool
+        return
+    own = ActorPool()
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 def _claim_run_dir(run_dir: Path, cfg: RunConfig) -> RunDirLease:
