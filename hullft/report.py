@@ -24,8 +24,10 @@ STAGES = ("select_s", "finetune_s", "evaluate_s")
 def summary_table(df: Any) -> Any:
     """Per (domain, method) and overall: queries, mean BPB, change vs base and vs kNN
     (mean over queries of the paired difference), p50/p95 seconds per stage."""
-    # pandas (~0.5 s): only a written report needs it
+    # pandas (~0.5 s, and hullft.stats with it): only a written report needs it
     import pandas as pd
+
+    from hullft.stats import relative_change_pct
 
     ok = df[df["status"] != "failed"]
     if ok.empty:
@@ -41,8 +43,8 @@ def summary_table(df: Any) -> Any:
                 "method": method,
                 "queries": len(g),
                 "bpb": bpb.mean(),
-                "vs_base_%": _paired_pct(bpb, base),
-                "vs_knn_%": _paired_pct(bpb, knn) if method != "knn" else 0.0,
+                "vs_base_%": relative_change_pct(bpb, base),
+                "vs_knn_%": relative_change_pct(bpb, knn) if method != "knn" else 0.0,
                 "steps": g["optimizer_steps"].mean(),
                 "passes": g["fwd_bwd_passes"].mean(),
             }
@@ -58,14 +60,6 @@ def summary_table(df: Any) -> Any:
     table["_o"] = table["method"].map(lambda m: order.get(m, 99))
     table["_d"] = table["domain"].map(lambda d: (d != "ALL", d))
     return table.sort_values(["_d", "_o"]).drop(columns=["_o", "_d"]).reset_index(drop=True)
-
-
-def _paired_pct(values: Any, reference: Any) -> float:
-    """Mean relative change (%) of ``values`` vs ``reference`` over shared queries."""
-    joined = values.to_frame("v").join(reference.to_frame("r"), how="inner").dropna()
-    if joined.empty:
-        return float("nan")
-    return float(((joined["v"] - joined["r"]) / joined["r"]).mean() * 100)
 
 
 SUMMARY_FORMATS = {

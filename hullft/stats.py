@@ -135,6 +135,15 @@ def scored_bpb(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def relative_change_pct(values: pd.Series, reference: pd.Series) -> float:
+    """Mean over the queries both have (index labels, NaN pairs dropped) of
+    ``(value − reference) / reference``, in percent; NaN when they share none."""
+    joined = pd.concat({"v": values, "r": reference}, axis=1, join="inner").dropna()
+    if joined.empty:
+        return math.nan
+    return float(((joined["v"] - joined["r"]) / joined["r"]).mean() * 100)
+
+
 def paired_difference(
     values: np.ndarray,
     reference: np.ndarray,
@@ -235,11 +244,7 @@ def _scope_stats(
     stats = []
     for m in ([BASE_METHOD] if has_base else []) + list(compared):
         col = part[m]
-        if has_base:
-            base = part[BASE_METHOD]
-            rel = ((col - base) / base).mean() * 100  # pandas skips the NaN pairs
-        else:
-            rel = math.nan
+        rel = relative_change_pct(col, part[BASE_METHOD]) if has_base else math.nan
         stats.append(
             MethodStats(
                 method=m,

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hullft.stats import compare_methods, paired_difference, scored_bpb, stats_frame
+from hullft.stats import (
+    compare_methods,
+    paired_difference,
+    relative_change_pct,
+    scored_bpb,
+    stats_frame,
+)
 
 DOMAINS = ("code", "law", "math")
 
@@ -144,3 +150,12 @@ def test_stats_frame_has_one_row_per_scope_and_method():
     row = frame[(frame["domain"] == "ALL") & (frame["method"] == "hullft")].iloc[0]
     assert row["diff_vs_ref"] == pytest.approx(scopes[0].difference("hullft").mean)
     assert math.isnan(frame[(frame["method"] == "knn")]["diff_vs_ref"].iloc[0])
+
+
+def test_relative_change_uses_shared_queries_only():
+    values = pd.Series({"a": 1.1, "b": 0.9, "c": 2.0, "d": math.nan})
+    reference = pd.Series({"a": 1.0, "b": 1.0, "d": 1.0, "e": 5.0})
+    # shared and finite: a (+10 %) and b (-10 %); c and e unpaired, d NaN
+    assert relative_change_pct(values, reference) == pytest.approx(0.0, abs=1e-12)
+    assert relative_change_pct(values[["a"]], reference) == pytest.approx(10.0)
+    assert math.isnan(relative_change_pct(values[["c"]], reference))
