@@ -28,7 +28,7 @@ from actors import ray_session
 from actors.driver import run_pipeline
 from actors.pool import ActorPool
 from hullft.bench_report import BenchPoint, figures, jsonable, ok_rows, write_plots, write_report
-from hullft.config import RunConfig
+from hullft.config import RunConfig, config_to_dict
 from hullft.data.queries import load_queries
 from hullft.index import build_index, load_index
 from hullft.models import load_model
@@ -61,10 +61,20 @@ def run_bench(cfg: RunConfig) -> Path:
     session = ray_session.connect(base.cluster)
     pool = ActorPool()
     points: dict[str, BenchPoint] = {}
+    measured: dict[str, BenchPoint] = {}
 
     def run(label: str, c: RunConfig, fresh_workers: bool = False) -> BenchPoint:
-        # A run id per point: points whose configs coincide (r=2 is also the N=n_max
-        # point by default) must not resume one another's rows.
+        # Points of different sweeps may be one config (r=2 is the N=n_max point by
+        # default): that run is measured once and serves both labels.
+        key = json.dumps([config_to_dict(c), fresh_workers], sort_keys=True, default=str)
+        if key in measured:
+            same = measured[key]
+            log.info(
+                "bench: %s is the run of %s (the same config); measured once", label, same.label
+            )
+            points[label] = dataclasses.replace(same, label=label)
+            return points[label]
+        # A run id per point, so that no point resumes the rows of another.
         slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
         c = _with(c, experiment={"run_id": f"{cfg.experiment.name}-{slug}"})
         log.info("bench: %s", label)
@@ -74,7 +84,7 @@ def run_bench(cfg: RunConfig) -> Path:
         if not s.complete:
             raise RuntimeError(f"bench run {label} did not complete: {s.message}")
         p = BenchPoint(label, c, read_results(s.run_dir), s.loop_s, s.queries_processed)
-        points[label] = p
+        points[label] = measured[key] = p
         return p
 
     t0 = time.perf_counter()
@@ -95,13 +105,14 @@ def run_bench(cfg: RunConfig) -> Path:
         scaling = {
             w: run(f"workers={w}", _scaling_cfg(base, w), fresh_workers=True) for w in b.workers
         }
+        batching = {j: run(f"B={j}", _batch_cfg(base, j), fresh_workers=True) for j in b.batch_jobs}
     finally:
         pool.close()
         session.close()
     naive = (
         _naive_comparison(base, sweep_n[n_max]) if b.naive_baseline and b.naive_queries else None
     )
-    fig = figures(cfg, sweep_n, budgets, reuse, scaling, naive, _param_count(cfg))
+    fig = figures(cfg, sweep_n, budgets, reuse, scaling, naive, _param_count(cfg), batching)
     fig["bench_seconds"] = time.perf_counter() - t0
     write_plots(out, fig)
     write_report(out, cfg, fig)
@@ -119,6 +130,12 @@ def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
     # on CPU, plan_workers gives each worker an equal share of the cores; the
     # sweep's smallest N (throughput, not quality, is measured here)
     return _with(base, cluster=cluster, selection={"n": min(base.bench.n_values)})
+
+
+def _batch_cfg(base: RunConfig, jobs: int) -> RunConfig:
+    """One worker training ``jobs`` (query, method) finetunes at once, at the sweep's
+    smallest N (the workers sweep's settings, so the two compare)."""
+    return _with(_scaling_cfg(base, 1), finetune={"batch_jobs": jobs})
 
 
 def _param_count(cfg: RunConfig) -> int | None:

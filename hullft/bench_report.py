@@ -51,6 +51,7 @@ def figures(
     scaling: dict[int, BenchPoint],
     naive: dict[str, Any] | None,
     params: int | None,
+    batching: dict[int, BenchPoint] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the report, from the sweep points' rows (``bench.json``)."""
     n_max = max(sweep_n)
@@ -109,6 +110,15 @@ def figures(
             if w != w1:
                 ratios[f"scaling efficiency W={w}"] = q / (w / w1 * qps[w1])
 
+    fig["throughput_vs_batch"] = batch = _batch_throughput(batching or {})
+    if batch:
+        b1 = min(batch)
+        for j, v in batch.items():
+            if j != b1 and batch[b1]["finetunes_per_s"] > 0:
+                ratios[f"finetunes/s: batch_jobs={j} / batch_jobs={b1}"] = (
+                    v["finetunes_per_s"] / batch[b1]["finetunes_per_s"]
+                )
+
     tokens_trained = float(main["tokens_trained"].sum())
     tokens_scored = float(main["tokens_scored"].sum())
     ft_s = float(main["finetune_s"].sum())
@@ -126,6 +136,24 @@ def figures(
         ratios["pipeline: naive published / hullft time per query"] = naive["speedup"]
     fig["ratios"] = ratios
     return fig
+
+
+def _batch_throughput(batching: dict[int, BenchPoint]) -> dict[int, dict[str, float]]:
+    """Per ``finetune.batch_jobs``: finetunes (non-base rows) and queries per second
+    of the run's loop, and the largest batch a row ran in (the engine may fall back
+    to 1, e.g. for an architecture it cannot stack)."""
+    out = {}
+    for jobs, p in sorted(batching.items()):
+        ok = ok_rows(p.rows)
+        tuned = ok[ok["method"] != BASE_METHOD]
+        if p.loop_s <= 0:
+            continue
+        out[jobs] = {
+            "finetunes_per_s": len(tuned) / p.loop_s,
+            "queries_per_s": p.queries / p.loop_s,
+            "ran_at": float(tuned["batch_size"].max()) if len(tuned) else float("nan"),
+        }
+    return out
 
 
 def on_cuda(rows: Any) -> bool:
@@ -241,6 +269,17 @@ def write_report(out: Path, cfg: RunConfig, fig: dict[str, Any]) -> None:
     scaling = pd.DataFrame(
         [{"workers": w, "queries/s": q} for w, q in sorted(fig["throughput_qps"].items())]
     )
+    batch = pd.DataFrame(
+        [
+            {
+                "batch_jobs": j,
+                "ran at B": v["ran_at"],
+                "finetunes/s": v["finetunes_per_s"],
+                "queries/s": v["queries_per_s"],
+            }
+            for j, v in sorted(fig.get("throughput_vs_batch", {}).items())
+        ]
+    )
     ratios = pd.DataFrame([{"ratio": k, "value": v} for k, v in fig["ratios"].items()])
     lines = [
         f"# hullft benchmark `{cfg.experiment.name}`",
@@ -286,6 +325,14 @@ def write_report(out: Path, cfg: RunConfig, fig: dict[str, Any]) -> None:
         format_table(scaling),
         "",
         "![](scaling.png)",
+        "",
+        "## Throughput vs jobs per replica (`finetune.batch_jobs`)",
+        "",
+        "One model worker, N = the sweep's smallest; every (query, method) finetune of "
+        "a call trains together (`hullft/batched/`). Loop time, so model loading is "
+        "included alike at every B.",
+        "",
+        format_table(batch) if len(batch) else "(not swept: set `bench.batch_jobs`)",
         "",
         "## Model throughput",
         "",

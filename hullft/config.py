@@ -479,6 +479,9 @@ class BenchConfig:
     """Worker counts for the throughput-scaling sweep."""
     refresh_intervals: tuple[int, ...] = (1, 2, 4)
     """Gradient-reuse intervals r for the finetuning-speed sweep (1 = no reuse)."""
+    batch_jobs: tuple[int, ...] = ()
+    """``finetune.batch_jobs`` values for the throughput-vs-B sweep (one worker, the
+    smallest N; finetunes/s per B). Empty: no such sweep."""
     naive_baseline: bool = True
     """Also time the published procedure (padding, fp32, gradient copies, host reload)
     on the same model and multisets."""
@@ -504,6 +507,7 @@ class BenchConfig:
             len(self.refresh_intervals) >= 1 and all(r >= 1 for r in self.refresh_intervals),
             "bench.refresh_intervals must be >= 1",
         )
+        _require(all(b >= 1 for b in self.batch_jobs), "bench.batch_jobs must be >= 1")
         _require(self.naive_queries >= 0, "bench.naive_queries must be >= 0")
         _require(self.peak_flops > 0, "bench.peak_flops must be > 0")
 

@@ -45,6 +45,7 @@ RATIOS = {
     "selection: SIFT / HullFT time",
     "selection: HullFT / kNN time",
     "finetuning: r=1 / r=2 time",
+    "finetunes/s: batch_jobs=4 / batch_jobs=1",
     "pipeline: naive published / hullft time per query",
 }
 SECTIONS = [
@@ -54,6 +55,7 @@ SECTIONS = [
     "Per-stage latency (seconds per query)",
     "Finetuning speed vs refresh interval r",
     "Throughput vs workers",
+    "Throughput vs jobs per replica (`finetune.batch_jobs`)",
     "Model throughput",
     "hullft vs the published procedure (same model, same multisets)",
     "Provenance",
@@ -78,8 +80,9 @@ class BenchRun:
 
 @pytest.fixture(scope="module")
 def bench_run(smoke_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
-    """``hullft bench experiment=smoke`` with one N, one budget, one worker count and
-    r in {1, 2}: four or five pipeline runs through a local Ray, then the report."""
+    """``hullft bench experiment=smoke`` with one N, one budget, one worker count,
+    r in {1, 2} (r=2 is the N=2 point) and batch_jobs in {1, 4}: six pipeline runs
+    through a local Ray, then the report."""
     report_dir = tmp_path_factory.mktemp("bench") / "reports"
     cmd = [
         sys.executable,
@@ -95,6 +98,7 @@ def bench_run(smoke_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         "bench.time_budgets_s=[0.0]",
         "bench.workers=[1]",
         "bench.refresh_intervals=[1,2]",
+        "bench.batch_jobs=[1,4]",
         "bench.naive_queries=1",
         f"bench.report_dir={report_dir}",
     ]
@@ -143,15 +147,18 @@ def test_bench_writes_report_files_and_per_point_runs(bench_run: BenchRun) -> No
     assert set(re.findall(r"!\[\]\(([^)]+)\)", bench_run.report)) == PLOTS
 
     runs = {p.name: read_results(p) for p in (out / "runs").iterdir() if p.is_dir()}
-    # One run per sweep point, even where two points have the same config (r=2 is
-    # also the N=2 point): no point may resume another's rows instead of measuring.
+    # One run per distinct config: r=2 (the default) is the N=2 point, measured once
+    # and reported under both labels (no run resumes another's rows).
     assert sorted(runs) == [
+        "smoke-B-1",
+        "smoke-B-4",
         "smoke-N-2",
         "smoke-budget-0-0s",
         "smoke-r-1",
-        "smoke-r-2",
         "smoke-workers-1",
     ]
+    assert set(runs["smoke-B-1"]["batch_size"]) == {1}
+    assert runs["smoke-B-4"]["batch_size"].max() > 1  # the query's methods trained together
     for name, rows in runs.items():
         assert len(rows) == LIMIT * len(ALL_METHODS), name
         assert set(rows["method"]) == set(ALL_METHODS), name
@@ -199,6 +206,14 @@ def test_bench_json_holds_finite_figures_and_consistent_ratios(bench_run: BenchR
         assert 1 <= point["passes"] <= point["steps"], (r, point)
         assert set(point["bpb"]) == set(ALL_METHODS)
     assert fig["reuse"]["1"]["passes"] == fig["reuse"]["1"]["steps"]  # r=1 reuses nothing
+    assert fig["reuse"]["2"]["bpb"] == fig["bpb_vs_n"]["2"]  # one run serves both points
+
+    batch = fig["throughput_vs_batch"]
+    assert set(batch) == {"1", "4"}
+    assert batch["1"]["ran_at"] == 1 and batch["4"]["ran_at"] > 1
+    for point in batch.values():
+        assert _positive(point["finetunes_per_s"]) and _positive(point["queries_per_s"])
+        assert point["finetunes_per_s"] == pytest.approx(len(METHODS) * point["queries_per_s"])
 
     assert set(fig["throughput_qps"]) == {"1"} and _positive(fig["throughput_qps"]["1"])
     assert _positive(fig["tokens_per_s"]["train"]) and _positive(fig["tokens_per_s"]["score"])
@@ -220,6 +235,9 @@ def test_bench_json_holds_finite_figures_and_consistent_ratios(bench_run: BenchR
     reuse = fig["reuse"]
     assert ratios["finetuning: r=1 / r=2 time"] == pytest.approx(
         reuse["1"]["finetune_s"] / reuse["2"]["finetune_s"]
+    )
+    assert ratios["finetunes/s: batch_jobs=4 / batch_jobs=1"] == pytest.approx(
+        batch["4"]["finetunes_per_s"] / batch["1"]["finetunes_per_s"]
     )
     assert ratios["pipeline: naive published / hullft time per query"] == naive["speedup"]
 
@@ -249,6 +267,9 @@ def test_bench_report_renders_every_section_from_the_figures(bench_run: BenchRun
     assert [row["r"] for row in _table(report, SECTIONS[4])] == ["1", "2"]
     (scaling_row,) = _table(report, SECTIONS[5])
     assert scaling_row["workers"] == "1" and float(scaling_row["queries/s"]) > 0
+    batch_rows = _table(report, SECTIONS[6])
+    assert [row["batch_jobs"] for row in batch_rows] == ["1", "4"]
+    assert all(float(row["finetunes/s"]) > 0 for row in batch_rows)
 
     assert f"- parameters: {fig['params']}\n" in report
     tokens = re.search(r"- trained tokens/s: ([\d.]+); scored tokens/s: ([\d.]+)\n", report)
