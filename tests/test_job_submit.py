@@ -62,7 +62,7 @@ def _start_bystander_head(tmp_path: Path, env: dict[str, str]) -> subprocess.Pop
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG_GUARD_S
     while not list(Path(temp).glob("session_*/logs/raylet.out")):
         assert proc.poll() is None and time.monotonic() < deadline, "bystander did not start"
         time.sleep(0.5)

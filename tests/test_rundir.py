@@ -160,7 +160,7 @@ def test_second_driver_on_a_live_run_fails_fast(smoke_index_dir: Path, tmp_path:
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_GUARD_S
         while f'"pid": {first.pid}' not in _read(run_dir / LOCK_FILE):
             assert first.poll() is None and time.monotonic() < deadline, "first never claimed"
             time.sleep(0.1)
@@ -175,7 +175,7 @@ def test_second_driver_on_a_live_run_fails_fast(smoke_index_dir: Path, tmp_path:
         assert _tree(run_dir) == before
     finally:
         first.send_signal(signal.SIGCONT)
-    _, err = first.communicate(timeout=300)
+    _, err = first.communicate(timeout=HANG_GUARD_S)
     assert first.returncode == 0, err[-3000:]
     df = read_results(run_dir)
     keys = list(zip(df["query_id"], df["method"], strict=True))

@@ -27,6 +27,7 @@ from hullft.selection import (
     select,
     sift,
 )
+from tests.conftest import HANG_GUARD_S
 
 
 @pytest.fixture
@@ -187,7 +188,11 @@ def test_weights_follow_the_documented_choice(problem):
 
 def _run(code: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=HANG_GUARD_S,
     )
     return out.stdout.strip()
 
