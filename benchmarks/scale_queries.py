@@ -3,18 +3,9 @@
 The embedded minipile has 2,600 documents, and a query is one document, so this
 cuts every document of both splits into pieces of ``--piece-bytes`` (at character
 boundaries; a short tail is dropped) and writes them as a Pile-format jsonl with
-unique doc ids — about 16,000 queries at 512 bytes. Then (the lead runs this):
-
-    .venv/bin/python benchmarks/scale_queries.py --out /tmp/scale/queries.jsonl
-    /usr/bin/time -v .venv/bin/hullft run experiment=smoke \\
-        'queries.paths=[/tmp/scale/queries.jsonl]' queries.per_domain=5000 \\
-        experiment.limit=10000 experiment.run_id=scale10k \\
-        experiment.output_dir=/tmp/scale/runs index.dir=/tmp/scale/index
-    ls /tmp/scale/runs/scale10k/results | wc -l          # 1 once complete
-
-Kill the driver midway (``kill -9`` of the ``hullft run`` process group) and rerun
-the same command to check exactly-once at scale; ``/usr/bin/time -v`` reports
-the driver's peak RSS ("Maximum resident set size") and wall time.
+unique doc ids — about 16,000 queries at 512 bytes. ``benchmarks/scale_run.sh``
+uses it for the 10,000-query scale check of docs/operating.md (a run, a driver
+SIGKILL midway, the rerun; wall time, peak RSS, result files, exactly-once).
 """
 
 from __future__ import annotations
