@@ -26,6 +26,7 @@ import ray
 
 from actors import ray_session
 from actors.driver import run_pipeline
+from actors.policy import PlanError, plan_workers
 from actors.pool import ActorPool
 from hullft.bench_report import BenchPoint, figures, jsonable, ok_rows, write_plots, write_report
 from hullft.config import RunConfig, config_to_dict
@@ -61,14 +62,15 @@ def run_bench(cfg: RunConfig) -> Path:
     session = ray_session.connect(base.cluster)
     pool = ActorPool()
     points: dict[str, BenchPoint] = {}
-    measured: dict[str, BenchPoint] = {}
+    measured: dict[str, tuple[BenchPoint, bool]] = {}
 
     def run(label: str, c: RunConfig, fresh_workers: bool = False) -> BenchPoint:
-        # Points of different sweeps may be one config (r=2 is the N=n_max point by
-        # default): that run is measured once and serves both labels.
-        key = json.dumps([config_to_dict(c), fresh_workers], sort_keys=True, default=str)
-        if key in measured:
-            same = measured[key]
+        # Points of different sweeps may be one run (r=2 is the N=n_max point by
+        # default; on a CPU, workers=1 is the first N point): measured once, it serves
+        # every label — unless this point needs fresh workers and that run had none.
+        key = _measured_as(c)
+        if key in measured and (measured[key][1] or not fresh_workers):
+            same = measured[key][0]
             log.info(
                 "bench: %s is the run of %s (the same config); measured once", label, same.label
             )
@@ -84,12 +86,19 @@ def run_bench(cfg: RunConfig) -> Path:
         if not s.complete:
             raise RuntimeError(f"bench run {label} did not complete: {s.message}")
         p = BenchPoint(label, c, read_results(s.run_dir), s.loop_s, s.queries_processed)
-        points[label] = measured[key] = p
+        points[label] = p
+        measured[key] = (p, fresh_workers)
         return p
 
     t0 = time.perf_counter()
     try:
-        sweep_n = {n: run(f"N={n}", _with(base, selection={"n": n})) for n in b.n_values}
+        _start_shared_actors(pool, base)
+        first_n = b.n_values[0]
+        sweep_n = {
+            # the first point starts its workers, as a point of the workers sweep does
+            n: run(f"N={n}", _with(base, selection={"n": n}), fresh_workers=n == first_n)
+            for n in b.n_values
+        }
         reuse = {
             r: run(f"r={r}", _with(base, selection={"n": n_max}, finetune={"refresh_interval": r}))
             for r in b.refresh_intervals
@@ -119,6 +128,37 @@ def run_bench(cfg: RunConfig) -> Path:
     (out / "bench.json").write_text(json.dumps(fig, indent=2, default=jsonable), encoding="utf-8")
     print(f"\nbenchmark report: {out / 'report.md'}")
     return out
+
+
+def _start_shared_actors(pool: ActorPool, cfg: RunConfig) -> None:
+    """Start the index and selector actors every point shares, and wait until they
+    are up, so that no point's loop time includes their start-up."""
+    index_dir = _index_dir(cfg)
+    actors = [
+        *pool.index_actors(cfg, index_dir),
+        *pool.selectors(cfg, index_dir, f"{cfg.experiment.name}-bench"),
+    ]
+    ray.get([a.__ray_ready__.remote() for a in actors])
+
+
+def _measured_as(c: RunConfig) -> str:
+    """What decides a point's rows and times: its config with the worker plan
+    resolved on this cluster (``num_workers`` unset is one worker on a CPU-only
+    cluster)."""
+    d = config_to_dict(c)
+    resources = ray.cluster_resources()
+    try:
+        plan = plan_workers(c.cluster, resources.get("GPU", 0.0), resources.get("CPU", 0.0))
+    except PlanError:
+        pass  # the run itself reports it
+    else:
+        d["cluster"] = {
+            **d["cluster"],
+            "num_workers": plan.num_workers,
+            "gpus_per_worker": plan.num_gpus,
+            "cpus_per_worker": plan.num_cpus,
+        }
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def _scaling_cfg(base: RunConfig, workers: int) -> RunConfig:
