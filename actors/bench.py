@@ -61,7 +61,6 @@ def run_bench(cfg: RunConfig) -> Path:
     # and finetuning config (the N sweep, and r=2 after it by default).
     session = ray_session.connect(base.cluster)
     pool = ActorPool()
-    points: dict[str, BenchPoint] = {}
     measured: dict[str, tuple[BenchPoint, bool]] = {}
 
     def run(label: str, c: RunConfig, fresh_workers: bool = False) -> BenchPoint:
@@ -74,8 +73,7 @@ def run_bench(cfg: RunConfig) -> Path:
             log.info(
                 "bench: %s is the run of %s (the same config); measured once", label, same.label
             )
-            points[label] = dataclasses.replace(same, label=label)
-            return points[label]
+            return dataclasses.replace(same, label=label)
         # A run id per point, so that no point resumes the rows of another.
         slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
         c = _with(c, experiment={"run_id": f"{cfg.experiment.name}-{slug}"})
@@ -86,7 +84,6 @@ def run_bench(cfg: RunConfig) -> Path:
         if not s.complete:
             raise RuntimeError(f"bench run {label} did not complete: {s.message}")
         p = BenchPoint(label, c, read_results(s.run_dir), s.loop_s, s.queries_processed)
-        points[label] = p
         measured[key] = (p, fresh_workers)
         return p
 
