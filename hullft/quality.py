@@ -32,7 +32,7 @@ import pandas as pd
 
 from hullft.config import RunConfig, config_to_dict
 from hullft.report import format_table, provenance
-from hullft.results import BASE_METHOD, read_results
+from hullft.results import BASE_METHOD, SCORED_STATUSES, read_results
 from hullft.stats import (
     REFERENCE_METHOD,
     PairedDifference,
@@ -194,7 +194,7 @@ def headline(result: PointResult) -> list[str]:
 
 def compute_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean optimizer steps, forward/backward passes and seconds per method."""
-    ok = rows[rows["status"].isin(("ok", "budget_exhausted")) & (rows["method"] != BASE_METHOD)]
+    ok = rows[rows["status"].isin(SCORED_STATUSES) & (rows["method"] != BASE_METHOD)]
     table = (
         ok.groupby("method")
         .agg(
@@ -301,9 +301,7 @@ def plot_bpb_vs_seconds(results: Sequence[PointResult], path: Path) -> Path | No
     for m in ("knn", "sift", "hullft"):
         pts = []
         for r in results:
-            sel = r.rows[
-                (r.rows["method"] == m) & r.rows["status"].isin(("ok", "budget_exhausted"))
-            ]
+            sel = r.rows[(r.rows["method"] == m) & r.rows["status"].isin(SCORED_STATUSES)]
             if len(sel) and _has(r.overall, m):
                 pts.append((float(sel["finetune_s"].mean()), r.overall.method(m).mean_bpb))
         if pts:

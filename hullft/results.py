@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 BASE_METHOD = "base"
 STATUS_OK: Final = "ok"
 STATUS_FAILED: Final = "failed"
+SCORED_STATUSES: Final = (STATUS_OK, "budget_exhausted")
+"""Statuses whose ``bpb_after`` is a meaningful score: finetuning ran to its last
+step, or to the end of its time budget."""
 
 RowStatus = Literal["ok", "empty_query", "nonfinite_loss", "budget_exhausted", "failed"]
 """How a row ended: the engine's statuses (``hullft.ttft.TTFTStatus``) or ``failed``
@@ -101,7 +104,7 @@ class Outcome:
     @property
     def ok(self) -> bool:
         """True when the BPBs are meaningful (``ok`` or ``budget_exhausted``)."""
-        return self.status in ("ok", "budget_exhausted")
+        return self.status in SCORED_STATUSES
 
 
 OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))

@@ -37,12 +37,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from hullft.results import BASE_METHOD
+from hullft.results import BASE_METHOD, SCORED_STATUSES
 
 REFERENCE_METHOD = "knn"
 ALL_DOMAINS = "ALL"
-SCORED_STATUSES = ("ok", "budget_exhausted")
-"""Statuses whose ``bpb_after`` is a meaningful score (see ``hullft.ttft.TTFTStatus``)."""
 MIN_CI_QUERIES = 5
 """Fewest paired queries for which a bootstrap CI is reported."""
 METHOD_ORDER = (BASE_METHOD, "knn", "sift", "hullft", "hullft_fw", "hullft_round")
