@@ -16,7 +16,8 @@ each B the batched engine runs all jobs ``B`` at a time; ``sequential`` is
 :class:`hullft.ttft.TTFTEngine` (what B = 1 means in a run). Each configuration is
 timed ``--repeats`` times, rotating the order, and the median is kept; the ratios
 are against ``sequential`` in the same run. Every batched result is checked against
-the sequential one (largest relative BPB difference printed).
+the sequential one (largest relative BPB difference printed). ``--profile`` then
+prints where one run of the sequential engine and of the largest B spends its time.
 
 jobs/s counts finetuning, scoring after and reset (the before-score is shared per
 query and not timed). On CUDA it also prints trained tokens/s and MFU:
@@ -86,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compile", action="store_true", help="finetune.compile for both engines")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile one run of the sequential engine and of the largest B "
+        "and print the operators that took the most time (torch.profiler, self time)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -171,6 +178,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     bad = [r.status for r in want if r.status != "ok"]
     if bad:
         print(f"non-ok statuses: {bad}")
+    if args.profile:
+        for label in ("sequential", labels[-1]) if len(labels) > 1 else ("sequential",):
+            print_profile(label, engines[label], jobs, device)
+
+
+def print_profile(
+    label: str, engine: Any, jobs: list[TTFTJob], device: str, rows: int = 12
+) -> None:
+    """Where one run of ``engine`` spends its time: the top operators by self time,
+    as a share of the run's profiled total."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        timed(engine, jobs, device)
+    events = prof.key_averages()
+    key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    total = sum(getattr(e, key) for e in events) or 1
+    print(f"\nprofile  {label}: top operators by {key.replace('_', ' ')}")
+    for e in sorted(events, key=lambda e: -getattr(e, key))[:rows]:
+        print(f"  {getattr(e, key) / total:>6.1%}  {e.count:>6} calls  {e.key[:70]}")
 
 
 if __name__ == "__main__":
