@@ -32,7 +32,13 @@ from actors.cli import INTERRUPTED
 from actors.compose import load_config
 from actors.driver import run_pipeline
 from hullft.config import RunConfig
-from hullft.quality import point_config, quality_points, record_invocation, write_report
+from hullft.quality import (
+    finished_queries,
+    point_config,
+    quality_points,
+    record_invocation,
+    write_report,
+)
 
 log = logging.getLogger("quality")
 
@@ -50,12 +56,16 @@ def run(overrides: Sequence[str]) -> int:
     for point in points:
         pcfg = point_config(cfg, point)
         log.info("point %s (run %s)", point.title, pcfg.experiment.run_id)
+        before = finished_queries(pcfg)
         t0 = time.perf_counter()
-        summary = run_pipeline(pcfg)
-        record_invocation(
-            cfg, point, time.perf_counter() - t0, summary.queries_processed, summary.complete
-        )
-        if not summary.complete:
+        complete = False
+        try:
+            complete = run_pipeline(pcfg).complete
+        finally:  # an interrupted invocation's time counts too
+            record_invocation(
+                cfg, point, time.perf_counter() - t0, finished_queries(pcfg) - before, complete
+            )
+        if not complete:
             incomplete.append(point.label)
     if incomplete:
         log.error("incomplete points %s; rerun the same command to resume", incomplete)

@@ -20,7 +20,9 @@ from hullft.data.minipile import iter_minipile
 
 def pieces(text: str, size: int, min_size: int) -> list[str]:
     """``text`` cut into pieces of at most ``size`` UTF-8 bytes, whole characters."""
-    out, cur, n = [], [], 0
+    out: list[str] = []
+    cur: list[str] = []
+    n = 0
     for ch in text:
         b = len(ch.encode("utf-8"))
         if n + b > size:

@@ -97,7 +97,9 @@ def run_dir(cfg: RunConfig) -> Path:
 def record_invocation(
     cfg: RunConfig, point: QualityPoint, seconds: float, processed: int, complete: bool
 ) -> None:
-    """Append one invocation of one point to the study's wall-time log."""
+    """Append one invocation of one point to the study's wall-time log: its seconds,
+    the queries it finished, whether it ran to the end (an interrupted invocation
+    is recorded too, with ``complete`` false)."""
     out = Path(cfg.experiment.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     entry = {
@@ -111,6 +113,12 @@ def record_invocation(
     }
     with open(out / WALL_LOG, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry) + "\n")
+
+
+def finished_queries(pcfg: RunConfig) -> int:
+    """Queries with committed rows in the run of a point's config."""
+    rows = read_results(run_dir(pcfg))
+    return 0 if rows.empty else int(rows["query_id"].nunique())
 
 
 def hardware() -> str:
@@ -132,11 +140,41 @@ def invocations(cfg: RunConfig) -> list[dict[str, Any]]:
     return [e for e in entries if e.get("study") == study]
 
 
-def wall_seconds(cfg: RunConfig) -> dict[str, float]:
-    """Seconds spent per point label over every recorded invocation of this study."""
-    total: dict[str, float] = {}
-    for entry in invocations(cfg):
-        total[entry["point"]] = total.get(entry["point"], 0.0) + entry["seconds"]
+@dataclass(frozen=True)
+class WallTime:
+    """What the wall-time log says about one point: over how many invocations, how
+    long, and how many queries those invocations finished."""
+
+    seconds: float = 0.0
+    invocations: int = 0
+    queries: int = 0
+
+    def describe(self, finished: int) -> str:
+        """One sentence for a point whose run holds ``finished`` queries; queries
+        finished by invocations that recorded no time are counted as such."""
+        if not self.invocations:
+            return "wall time not recorded"
+        text = (
+            f"wall time {_hms(self.seconds)} over {self.invocations} recorded "
+            f"invocation{'s' if self.invocations != 1 else ''}"
+        )
+        unrecorded = finished - self.queries
+        if unrecorded > 0:
+            text += (
+                f", which finished {self.queries} of them ({unrecorded} were finished by "
+                "invocations that recorded no time)"
+            )
+        return text
+
+
+def wall_times(cfg: RunConfig) -> dict[str, WallTime]:
+    """Per point label, the sum over every recorded invocation of this study."""
+    total: dict[str, WallTime] = {}
+    for e in invocations(cfg):
+        w = total.get(e["point"], WallTime())
+        total[e["point"]] = WallTime(
+            w.seconds + e["seconds"], w.invocations + 1, w.queries + e["queries_processed"]
+        )
     return total
 
 
@@ -342,7 +380,7 @@ def write_report(
     out = Path(out)
     fig_dir = out.parent / out.stem
     fig_dir.mkdir(parents=True, exist_ok=True)
-    wall = wall_seconds(cfg)
+    wall = wall_times(cfg)
     points = quality_points(cfg)
     lines = [
         f"# Quality study `{cfg.experiment.run_id or cfg.experiment.name}`",
@@ -387,8 +425,8 @@ def write_report(
         lines += [
             f"## {r.point.title}",
             "",
-            f"Run `{r.run_id}`: {complete} queries, wall time "
-            f"{_hms(wall.get(r.point.label, math.nan))} (all invocations).",
+            f"Run `{r.run_id}`: {complete} queries; "
+            f"{wall.get(r.point.label, WallTime()).describe(complete)}.",
             "",
             format_table(stats_frame(r.scopes), formats=STATS_FORMATS),
             "",
@@ -401,14 +439,14 @@ def write_report(
             f"![paired differences, {r.point.title}]({png.relative_to(out.parent).as_posix()})",
             "",
         ]
-    total = sum(v for v in wall.values() if not math.isnan(v))
+    total = sum(w.seconds for w in wall.values())
     info = {**provenance(), **dict(extra_provenance or {})}
     machines = sorted({e.get("hardware", "not recorded") for e in invocations(cfg)})
     lines += [
         "## Provenance",
         "",
-        f"Wall time over all points and invocations: {_hms(total)} "
-        f"({len(invocations(cfg))} point invocations). Ran on: "
+        f"Recorded wall time over all points: {_hms(total)} "
+        f"({len(invocations(cfg))} point invocations, interrupted ones included). Ran on: "
         + ("; ".join(machines) if machines else "not recorded")
         + ". The report was written on the machine below.",
         "",
@@ -422,8 +460,6 @@ def write_report(
 
 
 def _hms(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "not recorded"
     m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"

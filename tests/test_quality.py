@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +13,15 @@ import pytest
 from actors.compose import load_config
 from hullft.quality import (
     QualityPoint,
+    WallTime,
+    invocations,
     load_points,
     point_config,
     quality_points,
     record_invocation,
     run_dir,
     verdict,
-    wall_seconds,
+    wall_times,
     write_report,
 )
 from hullft.results import ResultRow, ResultSink
@@ -87,9 +91,9 @@ def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
     write_point(cfg, QualityPoint(4), effect=-0.02)
     write_point(cfg, QualityPoint(8), effect=-0.04, seed=1)
     # The budget point has not started: the report says so instead of failing.
-    record_invocation(cfg, QualityPoint(4), 61.0, 12, True)
+    record_invocation(cfg, QualityPoint(4), 61.0, 8, False)
     record_invocation(cfg, QualityPoint(4), 4.0, 0, True)
-    assert wall_seconds(cfg) == {"n4": 65.0}
+    assert wall_times(cfg) == {"n4": WallTime(65.0, 2, 8)}
 
     results = load_points(cfg, n_resamples=999)
     assert [r.point.label for r in results] == ["n4", "n8"]
@@ -104,8 +108,15 @@ def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
     assert "hullft − kNN = -0.03" in text or "hullft − kNN = -0.04" in text
     assert "HullFT is below kNN" in text
     assert "sift − kNN = +0.0000 BPB, 95 % CI [+0.0000, +0.0000]" in text  # no spread
-    assert "1m 05s" in text and "## N = 8, equal steps" in text
-    assert "2 point invocations). Ran on: " in text and "CPU cores" in text
+    assert "## N = 8, equal steps" in text
+    # n4: 12 queries, 8 of them finished by the two recorded invocations.
+    assert (
+        "12 queries; wall time 1m 05s over 2 recorded invocations, which finished 8 of "
+        "them (4 were finished by invocations that recorded no time)" in text
+    )
+    assert "12 queries; wall time not recorded" in text  # n8
+    assert "2 point invocations, interrupted ones included). Ran on: " in text
+    assert "CPU cores" in text
     figs = tmp_path / "docs" / "results"
     for name in ("bpb_vs_n.png", "bpb_vs_seconds.png", "diff_n4.png", "diff_n8.png"):
         assert (figs / name).stat().st_size > 1000, name
@@ -131,3 +142,45 @@ def test_an_empty_study_reports_no_results(tmp_path):
 @pytest.mark.parametrize("budget", [0.05, 10.0])
 def test_point_labels_are_stable(budget):
     assert QualityPoint(8, budget).label == f"n8-t{budget:g}s"
+
+
+def _quality_script():
+    spec = importlib.util.spec_from_file_location(
+        "quality_script", Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_interrupted_invocation_records_its_time_and_the_queries_it_finished(
+    tmp_path, monkeypatch
+):
+    script = _quality_script()
+    cfg = study(tmp_path)
+    write_point(cfg, QualityPoint(8), effect=0.0, queries=2)  # an earlier session: 4 queries
+
+    def interrupted(pcfg):  # finishes 2 more queries, then Ctrl-C
+        sink = ResultSink(run_dir(pcfg))
+        for q in ("late-0", "late-1"):
+            sink.write(
+                [
+                    ResultRow(
+                        run_id=str(pcfg.experiment.run_id), query_id=q, method="knn", domain="code"
+                    )
+                ]
+            )
+        sink.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "run_pipeline", interrupted)
+    assert script.main(["run", f"experiment.output_dir={tmp_path / 'runs'}"]) == 130
+    [entry] = invocations(cfg)
+    assert entry["point"] == "n8" and entry["complete"] is False
+    assert entry["queries_processed"] == 2 and entry["seconds"] >= 0
+    assert (
+        wall_times(cfg)["n8"]
+        .describe(6)
+        .endswith("which finished 2 of them (4 were finished by invocations that recorded no time)")
+    )
