@@ -428,11 +428,12 @@ def write_report(
             f"Run `{r.run_id}`: {complete} queries; "
             f"{wall.get(r.point.label, WallTime()).describe(complete)}.",
             "",
-            format_table(stats_frame(r.scopes), formats=STATS_FORMATS),
+            format_table(stats_frame(r.scopes), formats=STATS_FORMATS, missing="—"),
             "",
             "`diff_vs_ref`: mean paired difference vs kNN with its 95 % CI (`ci_low`, "
             "`ci_high`); `better/worse`: queries below/above kNN; `wins`: queries where "
-            "the method has the lowest BPB of the compared methods (ties count for each).",
+            "the method has the lowest BPB of the compared methods (ties count for each); "
+            "—: not applicable (kNN is the reference; base is not compared).",
             "",
             format_table(compute_table(r.rows), formats=STATS_FORMATS),
             "",

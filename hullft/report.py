@@ -72,8 +72,14 @@ SUMMARY_FORMATS = {
 """Column formats of the summary table (other float columns: seconds, 3 significant digits)."""
 
 
-def format_table(table: Any, floatfmt: str = ".3g", formats: dict[str, str] | None = None) -> str:
-    """Markdown rendering without optional dependencies; ``formats`` per column."""
+def format_table(
+    table: Any,
+    floatfmt: str = ".3g",
+    formats: dict[str, str] | None = None,
+    missing: str = "nan",
+) -> str:
+    """Markdown rendering without optional dependencies; ``formats`` per column,
+    ``missing`` for a NaN cell."""
     formats = formats or {}
     if table is None or len(table) == 0:
         return "(no successful results)"
@@ -84,7 +90,7 @@ def format_table(table: Any, floatfmt: str = ".3g", formats: dict[str, str] | No
         for c in cols:
             v = row[c]
             if isinstance(v, float | np.floating):
-                cells.append("nan" if np.isnan(v) else format(float(v), formats.get(c, floatfmt)))
+                cells.append(missing if np.isnan(v) else format(float(v), formats.get(c, floatfmt)))
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")

@@ -109,6 +109,8 @@ def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
     assert "HullFT is below kNN" in text
     assert "sift − kNN = +0.0000 BPB, 95 % CI [+0.0000, +0.0000]" in text  # no spread
     assert "## N = 8, equal steps" in text
+    base_row = next(ln for ln in text.splitlines() if ln.startswith("| ALL | base |"))
+    assert "nan" not in base_row and "| — |" in base_row  # not applicable, not missing
     # n4: 12 queries, 8 of them finished by the two recorded invocations.
     assert (
         "12 queries; wall time 1m 05s over 2 recorded invocations, which finished 8 of "
