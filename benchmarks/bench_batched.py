@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from bench_ttft import build_workload, load, matmul_params
+from bench_ttft import add_model_arguments, build_workload, load, matmul_params
 
 from hullft.batched import BatchedTTFTEngine, job_bytes, stacked_arch
 from hullft.config import FinetuneConfig
@@ -69,7 +69,7 @@ def timed(engine: Any, jobs: list[TTFTJob], device: str) -> tuple[float, list[TT
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", choices=["tiny", "tiny-bpe", "smollm2"], default="tiny")
+    add_model_arguments(ap)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="B values")
     ap.add_argument("--seq-len", type=int, default=256, help="max_length (tokens)")
     ap.add_argument("--queries", type=int, default=8, help="queries (2 jobs each)")
@@ -78,8 +78,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--refresh-interval", type=int, default=2)
     ap.add_argument("--split", choices=["sequences", "document"], default="sequences")
     ap.add_argument("--query-bytes", type=int, default=4096)
-    ap.add_argument("--hidden", type=int, default=64, help="tiny model width")
-    ap.add_argument("--layers", type=int, default=2, help="tiny model depth")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     ap.add_argument("--peak-flops", type=float, default=989e12, help="peak bf16 FLOP/s (H100 SXM)")
     ap.add_argument("--corpus", nargs="*", default=[])

@@ -51,7 +51,7 @@ from hullft.config import FinetuneConfig, ModelConfig
 from hullft.data.queries import cut_utf8
 from hullft.data.readers import ReadStats, iter_documents, resolve_inputs
 from hullft.data.sequencing import Sequencer
-from hullft.models import build_tiny_model, load_model, load_tokenizer
+from hullft.models import build_tiny_model, embedded_model_dir, load_model, load_tokenizer
 from hullft.reference import PublishedProcedure, synchronize
 from hullft.ttft import TTFTEngine, build_optimizer
 
@@ -208,6 +208,46 @@ def tiny_bpe_model(hidden: int, layers: int, context: int) -> tuple[Any, Any]:
     return build_tiny_model(hidden=hidden, layers=layers, context=context, tokenizer=tok)
 
 
+def smollm2_shape_model(shape_dir: str | None, context: int, seed: int) -> tuple[Any, Any]:
+    """SmolLM2-135M's architecture and tokenizer with random weights: its config and
+    tokenizer files only (a few MB; ``shape_dir``, default the embedded model's
+    converted copy), for timing where the 98 MB weights cannot go. Speed does not
+    depend on the weights' values; BPB does, so only the timing and the
+    batched-vs-sequential columns mean anything."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = shape_dir or str(embedded_model_dir())
+    config = AutoConfig.from_pretrained(path)
+    config.max_position_embeddings = max(config.max_position_embeddings, context)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+MODELS = ("tiny", "tiny-bpe", "smollm2", "smollm2-shape")
+
+
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model options both engine benchmarks take (``load`` reads them)."""
+    ap.add_argument(
+        "--model",
+        choices=MODELS,
+        default="tiny",
+        help="tiny: the test model over bytes; tiny-bpe: the same over SmolLM2's vocabulary; "
+        "smollm2: the embedded SmolLM2-135M; smollm2-shape: its architecture and tokenizer "
+        "with random weights (timing only; see --shape-dir)",
+    )
+    ap.add_argument(
+        "--shape-dir",
+        default=None,
+        help="smollm2-shape: a folder with SmolLM2's config.json and tokenizer files "
+        "(default: the embedded model's converted copy)",
+    )
+    ap.add_argument("--hidden", type=int, default=64, help="tiny model width")
+    ap.add_argument("--layers", type=int, default=2, help="tiny model depth")
+
+
 def load(args: argparse.Namespace, device: str) -> tuple[Any, Any, int, str]:
     if args.model == "tiny":
         model, tok = build_tiny_model(hidden=args.hidden, layers=args.layers, context=args.seq_len)
@@ -216,6 +256,10 @@ def load(args: argparse.Namespace, device: str) -> tuple[Any, Any, int, str]:
     if args.model == "tiny-bpe":
         model, tok = tiny_bpe_model(args.hidden, args.layers, args.seq_len)
         name = f"tiny-llama (hidden {args.hidden}, {args.layers} layers, SmolLM2 BPE tokenizer)"
+        return model.to(device), tok, args.seq_len, name
+    if args.model == "smollm2-shape":
+        model, tok = smollm2_shape_model(args.shape_dir, args.seq_len, args.seed)
+        name = "SmolLM2-135M architecture and tokenizer, random weights (timing only)"
         return model.to(device), tok, args.seq_len, name
     loaded = load_model(ModelConfig(max_length=args.seq_len), device)
     return (
@@ -228,7 +272,7 @@ def load(args: argparse.Namespace, device: str) -> tuple[Any, Any, int, str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", choices=["tiny", "tiny-bpe", "smollm2"], default="tiny")
+    add_model_arguments(ap)
     ap.add_argument("--seq-len", type=int, default=256, help="max_length (tokens)")
     ap.add_argument("--queries", type=int, default=4)
     ap.add_argument("--n", type=int, default=50, help="support size N (steps per method)")
@@ -242,8 +286,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "or one truncated sequence per document (the paper's)",
     )
     ap.add_argument("--query-bytes", type=int, default=4096, help="queries cut to this many bytes")
-    ap.add_argument("--hidden", type=int, default=64, help="tiny model width")
-    ap.add_argument("--layers", type=int, default=2, help="tiny model depth")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     ap.add_argument("--peak-flops", type=float, default=989e12, help="peak bf16 FLOP/s (H100 SXM)")
     ap.add_argument(
@@ -314,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"         compiling the training step (once per worker): {engine.warm_up():.1f} s")
 
     # Warm up both (lazy initialisation, allocator, kernels) on an untimed query.
-    warm = Query(queries[0].text, "", {"knn": (queries[0].methods["knn"][0][:4], [1, 2, 1, 1])})
+    warm_texts = queries[0].methods["knn"][0][:4]
+    warm = Query(queries[0].text, "", {"knn": (warm_texts, [1, 2, 1, 1][: len(warm_texts)])})
     run_hullft(engine, warm)
     run_naive(naive, warm)
 

@@ -51,6 +51,29 @@ def test_bench_batched_checks_every_b_against_the_sequential_engine_and_profiles
 
 
 def test_bench_ttft_times_both_engines_per_query() -> None:
-    out = _run("bench_ttft.py", *TINY)
+    out = _run("bench_ttft.py", *TINY, "--n", "2")  # fewer texts than the warm-up takes
     assert re.search(r"^per query: hullft [\d.]+ s, naive [\d.]+ s, ratio [\d.]+x", out, re.M), out
     assert re.search(r"^mean BPB change, knn: hullft -?[\d.]+", out, re.MULTILINE), out
+
+
+def test_gpu_session_script_parses_and_says_how_to_use_it() -> None:
+    script = ROOT / "benchmarks" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=ROOT)
+    assert (
+        proc.returncode == 2 and "usage: bash benchmarks/gpu_session.sh prepare|run" in proc.stderr
+    )
+    # Every option the GPU steps pass to a benchmark exists (argparse would exit 2 there).
+    text = script.read_text(encoding="utf-8").replace("\\\n", " ")
+    shape = re.search(r"shape=\(([^)]*)\)", text)
+    assert shape is not None
+    checked = 0
+    for name in ("bench_batched.py", "bench_ttft.py"):
+        help_text = _run(name, "--help")
+        for line in text.splitlines():
+            if line.lstrip().startswith("step ") and name in line:
+                command = line.split(name, 1)[1].replace('"${shape[@]}"', shape.group(1))
+                for flag in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", command):
+                    assert flag in help_text, (name, flag)
+                    checked += 1
+    assert checked >= 20, checked
