@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from hullft.config import FinetuneConfig, ModelConfig
 from hullft.data.queries import cut_utf8
@@ -214,8 +215,6 @@ def smollm2_shape_model(shape_dir: str | None, context: int, seed: int) -> tuple
     converted copy), for timing where the 98 MB weights cannot go. Speed does not
     depend on the weights' values; BPB does, so only the timing and the
     batched-vs-sequential columns mean anything."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     path = shape_dir or str(embedded_model_dir())
     config = AutoConfig.from_pretrained(path)
     config.max_position_embeddings = max(config.max_position_embeddings, context)
