@@ -215,7 +215,16 @@ def verdict(d: PairedDifference) -> str:
         return f"{name} is below kNN (the 95 % CI excludes zero)"
     if d.ci_low > 0:
         return f"{name} is above kNN (the 95 % CI excludes zero)"
-    return f"no significant difference between {name} and kNN (the 95 % CI covers zero)"
+    words = (
+        f"no significant difference in the mean between {name} and kNN (the 95 % CI covers zero)"
+    )
+    if d.sign_p < SIGN_TEST_ALPHA:
+        side = "above" if d.worse > d.better else "below"
+        words += (
+            f", but {name} is {side} kNN on most queries "
+            f"({max(d.better, d.worse)} of {d.better + d.worse}, sign test p = {d.sign_p:.2g})"
+        )
+    return words
 
 
 def headline(result: PointResult) -> list[str]:
@@ -225,7 +234,7 @@ def headline(result: PointResult) -> list[str]:
         lines.append(
             f"- {result.point.title}: {d.method} − kNN = {d.mean:+.4f} BPB, 95 % CI "
             f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}] over {d.queries} queries "
-            f"({d.better} better, {d.worse} worse): {verdict(d)}."
+            f"({d.better} better, {d.worse} worse; median {d.median:+.4f}): {verdict(d)}."
         )
     return lines
 
@@ -247,12 +256,17 @@ def compute_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+SIGN_TEST_ALPHA = 0.05
+"""A sign test below this is reported beside a mean whose CI covers zero."""
+
 STATS_FORMATS = {
     "bpb": ".4f",
     "vs_base_%": "+.2f",
     "diff_vs_ref": "+.4f",
     "ci_low": "+.4f",
     "ci_high": "+.4f",
+    "median_diff": "+.4f",
+    "sign_p": ".2g",
     "steps": ".1f",
     "passes": ".1f",
     "finetune_s": ".2f",
@@ -431,7 +445,9 @@ def write_report(
             format_table(stats_frame(r.scopes), formats=STATS_FORMATS, missing="—"),
             "",
             "`diff_vs_ref`: mean paired difference vs kNN with its 95 % CI (`ci_low`, "
-            "`ci_high`); `better/worse`: queries below/above kNN; `wins`: queries where "
+            "`ci_high`); `better/worse`: queries below/above kNN; `median_diff`: median "
+            "paired difference; `sign_p`: two-sided exact sign test of better against "
+            "worse; `wins`: queries where "
             "the method has the lowest BPB of the compared methods (ties count for each); "
             "—: not applicable (kNN is the reference; base is not compared).",
             "",

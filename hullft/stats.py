@@ -16,7 +16,12 @@ What counts:
 - ``wins``: queries, among those where every compared method has a BPB, on which
   the method has the lowest BPB (ties count as a win for each tied method);
 - relative change vs base: the mean over queries of
-  ``(BPB(method) − BPB(base)) / BPB(base)``, in percent.
+  ``(BPB(method) − BPB(base)) / BPB(base)``, in percent;
+- beside the mean: the median paired difference, and an exact two-sided sign test
+  of the queries where the method is below the reference against those where it
+  is above (``scipy.stats.binomtest``; ties left out). The mean answers "how many
+  bits on average"; the sign test answers "on how many queries", which a few
+  queries with large differences cannot swing.
 
 The CI resamples queries with replacement ("ALL" pools every domain's queries).
 With fewer than :data:`MIN_CI_QUERIES` pairs there is no interval (NaN): a
@@ -35,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
+from scipy.stats import binomtest, bootstrap
 
 from hullft.results import BASE_METHOD, SCORED_STATUSES
 
@@ -64,6 +69,13 @@ class PairedDifference:
     """Queries where the method's BPB is below the reference's."""
     worse: int
     """Queries where it is above."""
+    median: float = math.nan
+    """Median paired difference (bits per byte)."""
+    sign_p: float = math.nan
+    """Two-sided exact sign test of ``better`` against ``worse`` (ties left out):
+    the chance of a split at least this uneven if either method were as likely to
+    win a query. Where a few queries carry the mean, the mean's CI can cover zero
+    while most queries go one way; this says so."""
 
     @property
     def significant(self) -> bool:
@@ -179,6 +191,7 @@ def paired_difference(
                 rng=np.random.default_rng(seed),
             )
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    better, worse = int((d < 0).sum()), int((d > 0).sum())
     return PairedDifference(
         method=method,
         reference=reference_name,
@@ -186,8 +199,10 @@ def paired_difference(
         mean=mean,
         ci_low=low,
         ci_high=high,
-        better=int((d < 0).sum()),
-        worse=int((d > 0).sum()),
+        better=better,
+        worse=worse,
+        median=float(np.median(d)) if n else math.nan,
+        sign_p=float(binomtest(better, better + worse).pvalue) if better + worse else math.nan,
     )
 
 
@@ -294,6 +309,8 @@ def stats_frame(scopes: Sequence[ScopeStats]) -> pd.DataFrame:
                     "ci_low": d.ci_low if d else math.nan,
                     "ci_high": d.ci_high if d else math.nan,
                     "better/worse": f"{d.better}/{d.worse}" if d else "",
+                    "median_diff": d.median if d else math.nan,
+                    "sign_p": d.sign_p if d else math.nan,
                 }
             )
     return pd.DataFrame.from_records(records)

@@ -133,6 +133,13 @@ def test_verdict_words():
     assert "above kNN" in verdict(diff(0.1, 0.2))
     assert "covers zero" in verdict(diff(-0.1, 0.1))
     assert verdict(diff(math.nan, math.nan, 4)) == "too few queries to say"
+    # The mean's CI covers zero but most queries go one way: the verdict says both.
+    lopsided = dataclasses.replace(diff(-0.015, 0.009, 72), better=16, worse=56, sign_p=2e-6)
+    assert verdict(lopsided) == (
+        "no significant difference in the mean between HullFT and kNN (the 95 % CI covers "
+        "zero), but HullFT is above kNN on most queries (56 of 72, sign test p = 2e-06)"
+    )
+    assert "most queries" not in verdict(dataclasses.replace(lopsided, sign_p=0.2))
 
 
 def test_an_empty_study_reports_no_results(tmp_path):

@@ -159,3 +159,22 @@ def test_relative_change_uses_shared_queries_only():
     assert relative_change_pct(values, reference) == pytest.approx(0.0, abs=1e-12)
     assert relative_change_pct(values[["a"]], reference) == pytest.approx(10.0)
     assert math.isnan(relative_change_pct(values[["c"]], reference))
+
+
+def test_a_few_large_gains_swing_the_mean_but_not_the_sign_test():
+    """15 queries a little worse, 5 much better: the mean says "better", the median
+    and the sign test say "worse on most queries" — both are reported."""
+    ref = np.linspace(0.8, 1.2, 20)
+    d = np.array([0.01] * 15 + [-0.5] * 5)
+    got = paired_difference(ref + d, ref, n_resamples=999)
+    assert got.mean == pytest.approx(d.mean()) and got.mean < 0
+    assert got.median == pytest.approx(0.01) and (got.better, got.worse) == (5, 15)
+    # Two-sided exact binomial tail of 5 of 20 at 1/2, written out.
+    tail = sum(math.comb(20, k) for k in range(6)) / 2**20
+    assert got.sign_p == pytest.approx(2 * tail)
+    assert 0.02 < got.sign_p < 0.05
+
+    even = paired_difference(ref + np.array([0.01, -0.01] * 10), ref, n_resamples=999)
+    assert even.sign_p == pytest.approx(1.0) and even.median == pytest.approx(0.0)
+    ties = paired_difference(ref, ref, n_resamples=999)
+    assert math.isnan(ties.sign_p) and (ties.better, ties.worse) == (0, 0)
