@@ -422,8 +422,18 @@ def write_report(
         f"Points with results: {len(results)} of {len(points)}"
         + (f" (missing: {', '.join(missing)})" if missing else "")
         + ".",
-        "",
     ]
+    counts = {r.point.label: int(r.rows["query_id"].nunique()) for r in results}
+    most = max(counts.values(), default=0)
+    behind = [f"{label} ({k} of {most} queries)" for label, k in counts.items() if k < most]
+    if behind:
+        lines.append(f"In progress: {', '.join(behind)}.")
+    if missing or behind:
+        lines.append(
+            "The study is not finished: the command above resumes it, and "
+            "`python benchmarks/quality.py report` rewrites this page."
+        )
+    lines.append("")
     figures = []
     p = plot_bpb_vs_n(results, fig_dir / "bpb_vs_n.png")
     if p:

@@ -105,6 +105,7 @@ def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
     )
     text = out.read_text(encoding="utf-8")
     assert "python x run" in text and "missing: n8-t0.5s" in text
+    assert "The study is not finished" in text and "In progress" not in text
     assert "hullft − kNN = -0.03" in text or "hullft − kNN = -0.04" in text
     assert "HullFT is below kNN" in text
     assert "sift − kNN = +0.0000 BPB, 95 % CI [+0.0000, +0.0000]" in text  # no spread
@@ -193,3 +194,12 @@ def test_an_interrupted_invocation_records_its_time_and_the_queries_it_finished(
         .describe(6)
         .endswith("which finished 2 of them (4 were finished by invocations that recorded no time)")
     )
+
+
+def test_report_says_which_points_are_still_running(tmp_path):
+    cfg = study(tmp_path, n_values=(4, 8), time_budgets_s=())
+    write_point(cfg, QualityPoint(4), effect=-0.02)  # 12 queries
+    write_point(cfg, QualityPoint(8), effect=-0.02, queries=3)  # 6 so far
+    text = write_report(cfg, tmp_path / "r.md", command="c").read_text(encoding="utf-8")
+    assert "Points with results: 2 of 2." in text
+    assert "In progress: n8 (6 of 12 queries)." in text and "The study is not finished" in text
