@@ -50,6 +50,7 @@ def smoke_config(index_dir: Path, output_dir: Path, overrides: Sequence[str] = (
 # (`smoke_index_dir`) is found without a list.
 INTEGRATION_MODULES = {
     "test_bench",
+    "test_benchmarks",
     "test_entrypoint",
     "test_index_build",
     "test_job_submit",
