@@ -53,6 +53,16 @@ def _part_per_query_cmd(index_dir: Path, out: Path) -> tuple[list[str], Path]:
     return cmd, out / "e2e" / "results"
 
 
+# A shell starts a background job (`make test &`, `nohup ... &`) with SIGINT ignored,
+# every process below it inherits that, and Python then installs no KeyboardInterrupt
+# handler. The Ctrl-C test runs the CLI through this prologue so that SIGINT means
+# what it means at a terminal, wherever the test suite itself was started.
+_CTRL_C_AS_AT_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('actors.cli', run_name='__main__', alter_sys=True)"
+)
+
+
 def _start_until_parts(
     cmd: list[str], parts: Path, at_least: int, **popen: Any
 ) -> subprocess.Popen[str]:
@@ -114,7 +124,9 @@ def test_ctrl_c_commits_what_finished_and_says_how_to_resume(smoke_index_dir, tm
     """SIGINT (Ctrl-C) on the driver: exit 130 with one line and no traceback, every
     finished query committed, and the same command resumes to exactly-once rows."""
     cmd, parts = _part_per_query_cmd(smoke_index_dir, tmp_path)
-    proc = _start_until_parts(cmd, parts, 1)
+    assert cmd[1:3] == ["-m", "actors.cli"]
+    interactive = [cmd[0], "-c", _CTRL_C_AS_AT_A_TERMINAL, *cmd[3:]]
+    proc = _start_until_parts(interactive, parts, 1)
     proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would
     _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, err[-3000:]
