@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if bad:
         print(f"non-ok statuses: {bad}")
     if args.profile:
-        for label in ("sequential", labels[-1]) if len(labels) > 1 else ("sequential",):
+        for label in dict.fromkeys((labels[0], labels[-1])):  # sequential, the largest B
             print_profile(label, engines[label], jobs, device)
 
 

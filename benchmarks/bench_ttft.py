@@ -43,6 +43,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -216,6 +217,12 @@ def smollm2_shape_model(shape_dir: str | None, context: int, seed: int) -> tuple
     depend on the weights' values; BPB does, so only the timing and the
     batched-vs-sequential columns mean anything."""
     path = shape_dir or str(embedded_model_dir())
+    if not (Path(path) / "config.json").is_file():
+        raise SystemExit(
+            f"--shape-dir {path}: no config.json there. Give a folder with SmolLM2's "
+            "config.json and tokenizer files (`bash benchmarks/gpu_session.sh prepare` "
+            "writes one to .gpu/smollm2-shape)"
+        )
     config = AutoConfig.from_pretrained(path)
     config.max_position_embeddings = max(config.max_position_embeddings, context)
     with torch.random.fork_rng():

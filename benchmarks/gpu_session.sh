@@ -65,7 +65,10 @@ step() {  # step NAME SECONDS COMMAND...: one log per step in $OUT, never fatal
 run() {
   OUT=${OUT:-/tmp/gpu-session}
   mkdir -p "$OUT"
-  [ -d "$KIT/whl" ] || { echo "no $KIT/: run 'bash benchmarks/gpu_session.sh prepare' here first" >&2; exit 2; }
+  if [ ! -d "$KIT/whl" ] || [ ! -f "$KIT/smollm2-shape/config.json" ]; then
+    echo "no complete $KIT/ here: run 'bash benchmarks/gpu_session.sh prepare' where pip works, then carry $KIT" >&2
+    exit 2
+  fi
   if ! python3 -c 'import hydra, omegaconf, zstandard' 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site "$KIT"/whl/*.whl || exit 2

@@ -167,10 +167,11 @@ class WallTime:
         return text
 
 
-def wall_times(cfg: RunConfig) -> dict[str, WallTime]:
-    """Per point label, the sum over every recorded invocation of this study."""
+def wall_times(entries: Sequence[Mapping[str, Any]]) -> dict[str, WallTime]:
+    """Per point label, the sum over the study's wall-time log ``entries``
+    (:func:`invocations`)."""
     total: dict[str, WallTime] = {}
-    for e in invocations(cfg):
+    for e in entries:
         w = total.get(e["point"], WallTime())
         total[e["point"]] = WallTime(
             w.seconds + e["seconds"], w.invocations + 1, w.queries + e["queries_processed"]
@@ -394,7 +395,8 @@ def write_report(
     out = Path(out)
     fig_dir = out.parent / out.stem
     fig_dir.mkdir(parents=True, exist_ok=True)
-    wall = wall_times(cfg)
+    logged = invocations(cfg)
+    wall = wall_times(logged)
     points = quality_points(cfg)
     lines = [
         f"# Quality study `{cfg.experiment.run_id or cfg.experiment.name}`",
@@ -445,12 +447,12 @@ def write_report(
         lines += [f"![{title}]({path.relative_to(out.parent).as_posix()})", ""]
     for r in results:
         png = plot_differences(r, fig_dir / f"diff_{r.point.label}.png")
-        complete = r.rows["query_id"].nunique()
+        n_queries = counts[r.point.label]
         lines += [
             f"## {r.point.title}",
             "",
-            f"Run `{r.run_id}`: {complete} queries; "
-            f"{wall.get(r.point.label, WallTime()).describe(complete)}.",
+            f"Run `{r.run_id}`: {n_queries} queries; "
+            f"{wall.get(r.point.label, WallTime()).describe(n_queries)}.",
             "",
             format_table(stats_frame(r.scopes), formats=STATS_FORMATS, missing="—"),
             "",
@@ -468,12 +470,12 @@ def write_report(
         ]
     total = sum(w.seconds for w in wall.values())
     info = {**provenance(), **dict(extra_provenance or {})}
-    machines = sorted({e.get("hardware", "not recorded") for e in invocations(cfg)})
+    machines = sorted({e.get("hardware", "not recorded") for e in logged})
     lines += [
         "## Provenance",
         "",
         f"Recorded wall time over all points: {_hms(total)} "
-        f"({len(invocations(cfg))} point invocations, interrupted ones included). Ran on: "
+        f"({len(logged)} point invocations, interrupted ones included). Ran on: "
         + ("; ".join(machines) if machines else "not recorded")
         + ". The report was written on the machine below.",
         "",

@@ -77,3 +77,20 @@ def test_gpu_session_script_parses_and_says_how_to_use_it() -> None:
                     assert flag in help_text, (name, flag)
                     checked += 1
     assert checked >= 20, checked
+
+
+def test_a_shape_dir_without_a_config_says_how_to_make_one(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_batched.py"),
+            *TINY,
+            *("--model", "smollm2-shape", "--shape-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"--shape-dir {tmp_path}: no config.json there" in proc.stderr
+    assert "gpu_session.sh prepare" in proc.stderr

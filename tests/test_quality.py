@@ -93,7 +93,7 @@ def test_report_reads_finished_points_and_writes_tables_and_plots(tmp_path):
     # The budget point has not started: the report says so instead of failing.
     record_invocation(cfg, QualityPoint(4), 61.0, 8, False)
     record_invocation(cfg, QualityPoint(4), 4.0, 0, True)
-    assert wall_times(cfg) == {"n4": WallTime(65.0, 2, 8)}
+    assert wall_times(invocations(cfg)) == {"n4": WallTime(65.0, 2, 8)}
 
     results = load_points(cfg, n_resamples=999)
     assert [r.point.label for r in results] == ["n4", "n8"]
@@ -190,7 +190,7 @@ def test_an_interrupted_invocation_records_its_time_and_the_queries_it_finished(
     assert entry["point"] == "n8" and entry["complete"] is False
     assert entry["queries_processed"] == 2 and entry["seconds"] >= 0
     assert (
-        wall_times(cfg)["n8"]
+        wall_times(invocations(cfg))["n8"]
         .describe(6)
         .endswith("which finished 2 of them (4 were finished by invocations that recorded no time)")
     )
